@@ -104,8 +104,9 @@ def load_minari_transitions(
             path searched and the command that generates a local dataset.
     """
     # torchrl 0.14.1's MinariExperienceReplay(load_from_local_minari=True) returns all-zero
-    # observations and actions and a single episode id on datasets written by minari 0.5.4's
-    # create_dataset_from_buffers, so the episodes are read with minari directly.
+    # observations, actions and episode ids without any error: it fills an in-memory TensorDict,
+    # then calls memmap_like(), which allocates an *empty* memory map instead of copying. The
+    # episodes are therefore read with minari directly (one pass, no on-disk conversion).
     import minari
 
     _ensure_local(dataset_id, download)

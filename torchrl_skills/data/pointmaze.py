@@ -1,0 +1,857 @@
+"""D4RL-style PointMaze datasets, generated locally and written to the Minari store.
+
+Public datasets cannot be downloaded on every machine this package runs on, so this
+module produces its own offline datasets from the *real* gymnasium-robotics
+``PointMaze_{UMaze,Medium,Large}-v3`` environments, in the spirit of D4RL's
+``maze2d`` data:
+
+* a :class:`MazePlanner` computes, once per maze, all-pairs shortest paths over the
+  maze cells (breadth-first search on the 4-connected free-cell grid) and turns them
+  into a ``next_cell[cell, goal_cell]`` lookup table;
+* a :class:`WaypointController` drives the ball with a PD law towards the next
+  waypoint (the centre of the next cell on the shortest path, or the goal itself once
+  in the goal cell), plus Gaussian action noise;
+* :func:`generate_pointmaze_dataset` runs the environment with
+  ``continuing_task=True, reset_target=True`` (a new goal is drawn by the environment
+  each time the current one is reached), cuts the stream into fixed-length episodes
+  and writes them with :func:`minari.create_dataset_from_buffers` into the local
+  Minari store (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``) under the
+  ``torchrl_skills/pointmaze`` namespace.
+
+The datasets are then read exactly like downloaded ones, e.g. with
+:func:`minari.load_dataset` or
+:class:`torchrl.data.datasets.MinariExperienceReplay` with
+``load_from_local_minari=True``.
+
+From the command line::
+
+    python -m torchrl_skills.data.pointmaze --maze medium            # default size
+    python -m torchrl_skills.data.pointmaze --maze medium --full     # 1M steps
+
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_NUM_STEPS",
+    "FULL_NUM_STEPS",
+    "MAZES",
+    "MazePlanner",
+    "WaypointController",
+    "ensure_pointmaze_dataset",
+    "generate_pointmaze_dataset",
+    "pointmaze_dataset_id",
+]
+
+#: Maze name (as used in dataset ids and on the command line) -> gymnasium env id.
+MAZES: dict[str, str] = {
+    "umaze": "PointMaze_UMaze-v3",
+    "medium": "PointMaze_Medium-v3",
+    "large": "PointMaze_Large-v3",
+}
+
+#: Number of steps of the default dataset (``{maze}-v0``): about 10 s to generate on
+#: one free CPU core, which leaves a wide margin under the 2 minute budget on a
+#: loaded machine.
+DEFAULT_NUM_STEPS = 300_000
+#: Number of steps of the full dataset (``{maze}-full-v0``), the size of D4RL's
+#: ``maze2d-umaze`` and of Minari's ``D4RL/pointmaze/*`` datasets.
+FULL_NUM_STEPS = 1_000_000
+DEFAULT_EPISODE_LENGTH = 1000
+DEFAULT_KP = 10.0
+DEFAULT_KD = 1.0
+DEFAULT_ACTION_NOISE = 0.5
+#: A goal counts as reached for the goal-reaching rate if it is reached within this
+#: many steps of being set. The largest maze needs < 400 steps for its longest paths.
+DEFAULT_GOAL_BUDGET = 500
+
+NAMESPACE = "torchrl_skills/pointmaze"
+DATASET_VERSION = 0
+# Key of the custom metadata entry holding the generator settings and statistics.
+# It is written last, so its presence also marks a complete dataset.
+GENERATOR_METADATA_KEY = "torchrl_skills_generator"
+
+# Neighbour offsets (row, col) on the cell grid: up, down, left, right. Their order
+# fixes how ties between equally short paths are broken.
+_NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+class MazePlanner:
+    """Shortest-path waypoint planner over the cells of a gymnasium-robotics maze.
+
+    All-pairs shortest paths are computed once, for all cells at the same time, with a
+    breadth-first search written as boolean matrix products on the cell adjacency
+    matrix. Cells are indexed in row-major order: ``index = row * width + col``
+    (``row`` 0 is the top row of ``maze_map``, as in gymnasium-robotics).
+
+    Args:
+        maze_map (list of lists): the maze layout, ``1`` for walls and anything else
+            (``0``, ``"r"``, ``"g"``, ``"c"``) for free cells, as in
+            ``env.unwrapped.maze.maze_map``.
+        maze_size_scaling (float, optional): side length of a cell in world
+            coordinates. Defaults to ``1.0`` (PointMaze).
+
+    Attributes:
+        free (np.ndarray): ``(height, width)`` boolean mask of free cells.
+        distance (np.ndarray): ``(n_cells, n_cells)`` shortest-path lengths in cells;
+            ``-1`` where there is no path (walls, disconnected cells).
+        next_cell (np.ndarray): ``(n_cells, n_cells)``; ``next_cell[c, g]`` is the
+            cell after ``c`` on a shortest path from ``c`` to ``g``, ``g`` itself when
+            ``c == g`` and ``-1`` when ``g`` cannot be reached from ``c``.
+        cell_centres (np.ndarray): ``(n_cells, 2)`` world ``(x, y)`` of each cell's
+            centre.
+
+    Examples:
+        >>> from gymnasium_robotics.envs.maze.maps import U_MAZE
+        >>> planner = MazePlanner(U_MAZE)
+        >>> planner.shortest_path((1, 1), (3, 1))
+        [(1, 1), (1, 2), (1, 3), (2, 3), (3, 3), (3, 2), (3, 1)]
+        >>> planner.next_waypoint([-1.0, 1.0], [-1.0, -1.0])  # centre of cell (1, 2)
+        array([0., 1.])
+    """
+
+    def __init__(self, maze_map: Sequence[Sequence[Any]], maze_size_scaling: float = 1.0):
+        free = np.array([[cell != 1 for cell in row] for row in maze_map], dtype=bool)
+        if free.ndim != 2 or not free.any():
+            raise ValueError("maze_map must be a non-empty rectangular grid with free cells.")
+        self.free = free
+        self.height, self.width = free.shape
+        self.scaling = float(maze_size_scaling)
+        # Same convention as gymnasium_robotics' Maze: the maze is centred on the origin.
+        self._x_centre = self.width / 2 * self.scaling
+        self._y_centre = self.height / 2 * self.scaling
+        n = free.size
+        self.n_cells = n
+
+        index = np.arange(n).reshape(free.shape)
+        rows, cols = np.divmod(np.arange(n), self.width)
+        self.cell_centres = np.stack(
+            [
+                (cols + 0.5) * self.scaling - self._x_centre,
+                self._y_centre - (rows + 0.5) * self.scaling,
+            ],
+            axis=-1,
+        )
+
+        # neighbours[c, k]: k-th neighbour of cell c, or -1 if it is a wall / off-grid.
+        neighbours = np.full((n, len(_NEIGHBOURS)), -1, dtype=np.int64)
+        padded = np.zeros((self.height + 2, self.width + 2), dtype=bool)
+        padded[1:-1, 1:-1] = free
+        padded_index = np.full(padded.shape, -1, dtype=np.int64)
+        padded_index[1:-1, 1:-1] = index
+        for k, (dr, dc) in enumerate(_NEIGHBOURS):
+            shifted_free = padded[1 + dr : 1 + dr + self.height, 1 + dc : 1 + dc + self.width]
+            shifted_index = padded_index[1 + dr : 1 + dr + self.height, 1 + dc : 1 + dc + self.width]
+            valid = free & shifted_free
+            neighbours[index[valid], k] = shifted_index[valid]
+        self.neighbours = neighbours
+
+        adjacency = np.zeros((n, n), dtype=np.float32)
+        src, k = np.nonzero(neighbours >= 0)
+        adjacency[src, neighbours[src, k]] = 1.0
+
+        # Level-synchronous BFS from every source at once: row s of `frontier` holds
+        # the cells first reached from s at the current depth. float32 matmul is exact
+        # here (at most 4 neighbours) and uses BLAS, unlike integer matmul.
+        distance = np.full((n, n), -1, dtype=np.int64)
+        reached = np.diag(free.ravel())
+        distance[reached] = 0
+        frontier = reached.astype(np.float32)
+        depth = 0
+        while True:
+            depth += 1
+            new = ((frontier @ adjacency) > 0) & ~reached
+            if not new.any():
+                break
+            distance[new] = depth
+            reached |= new
+            frontier = new.astype(np.float32)
+        self.distance = distance
+
+        # next_cell[c, g] = the neighbour of c closest to g. Unreachable entries get a
+        # cost larger than any path so that they never win the argmin.
+        big = n + 1
+        dist_or_big = np.where(distance >= 0, distance, big)
+        cost = np.where(
+            (neighbours >= 0)[:, :, None], dist_or_big[neighbours.clip(min=0)], big
+        )  # (n, 4, n)
+        best = cost.argmin(axis=1)  # (n, n)
+        next_cell = np.take_along_axis(neighbours, best, axis=1)
+        next_cell[cost.min(axis=1) >= big] = -1
+        diagonal = np.arange(n)
+        next_cell[diagonal, diagonal] = np.where(free.ravel(), diagonal, -1)
+        self.next_cell = next_cell
+
+        # Python-list copies for the per-step hot path, where indexing a list is
+        # several times cheaper than indexing a numpy array with Python ints.
+        self._next_list = next_cell.tolist()
+        self._centres_list = [tuple(c) for c in self.cell_centres.tolist()]
+
+    @classmethod
+    def from_env(cls, env) -> MazePlanner:
+        """Builds the planner of a (possibly wrapped) gymnasium-robotics maze env."""
+        maze = env.unwrapped.maze
+        return cls(maze.maze_map, maze.maze_size_scaling)
+
+    def cell_index(self, xy: Sequence[float]) -> int:
+        """Flat index of the cell containing the world position ``xy``.
+
+        Positions outside the grid are clamped onto its border cells.
+        """
+        row = math.floor((self._y_centre - float(xy[1])) / self.scaling)
+        col = math.floor((float(xy[0]) + self._x_centre) / self.scaling)
+        row = min(max(row, 0), self.height - 1)
+        col = min(max(col, 0), self.width - 1)
+        return row * self.width + col
+
+    def rowcol(self, index: int) -> tuple[int, int]:
+        """``(row, col)`` of a flat cell index."""
+        return divmod(int(index), self.width)
+
+    def shortest_path(
+        self, start: tuple[int, int], goal: tuple[int, int]
+    ) -> list[tuple[int, int]]:
+        """Cells ``(row, col)`` of a shortest path from ``start`` to ``goal``, both included.
+
+        Raises:
+            ValueError: if there is no path (a wall cell or a disconnected goal).
+        """
+        current = start[0] * self.width + start[1]
+        target = goal[0] * self.width + goal[1]
+        if self.distance[current, target] < 0:
+            raise ValueError(f"No path from cell {tuple(start)} to cell {tuple(goal)}.")
+        path = [self.rowcol(current)]
+        while current != target:
+            current = int(self.next_cell[current, target])
+            path.append(self.rowcol(current))
+        return path
+
+    def _waypoint(self, x: float, y: float, gx: float, gy: float) -> tuple[float, float]:
+        # Float-only version of next_waypoint() for the data-collection loop.
+        s, w = self.scaling, self.width
+        row = math.floor((self._y_centre - y) / s)
+        col = math.floor((x + self._x_centre) / s)
+        goal_row = math.floor((self._y_centre - gy) / s)
+        goal_col = math.floor((gx + self._x_centre) / s)
+        if (
+            0 <= row < self.height
+            and 0 <= col < w
+            and 0 <= goal_row < self.height
+            and 0 <= goal_col < w
+        ):
+            cell = row * w + col
+            goal_cell = goal_row * w + goal_col
+            nxt = self._next_list[cell][goal_cell]
+            # In the goal cell (nxt == cell) head for the goal itself. With no known
+            # path (nxt == -1, which the ball cannot reach in practice) do the same
+            # rather than stop.
+            if nxt != cell and nxt >= 0:
+                return self._centres_list[nxt]
+        return gx, gy
+
+    def next_waypoint(self, position: Sequence[float], goal: Sequence[float]) -> np.ndarray:
+        """Next waypoint towards ``goal`` from ``position`` (both world ``(x, y)``).
+
+        This is the centre of the next cell on a shortest path, or ``goal`` itself when
+        ``position`` is already in the goal cell.
+        """
+        return np.array(
+            self._waypoint(float(position[0]), float(position[1]), float(goal[0]), float(goal[1]))
+        )
+
+
+class WaypointController:
+    """Noisy PD controller that follows a :class:`MazePlanner`'s waypoints.
+
+    The action is ``clip(kp * (waypoint - pos) - kd * vel + noise, -1, 1)`` where
+    ``pos, vel`` come from the PointMaze observation ``[x, y, vx, vy]`` and
+    ``noise ~ N(0, action_noise^2)`` independently per dimension.
+
+    Args:
+        planner (MazePlanner): the maze planner.
+        kp (float, optional): proportional gain. Defaults to ``10.0``.
+        kd (float, optional): derivative (velocity) gain. Defaults to ``1.0``.
+        action_noise (float, optional): standard deviation of the Gaussian noise added
+            before clipping. Defaults to ``0.5``.
+        seed (int or np.random.Generator, optional): seed of the noise generator.
+
+    Examples:
+        >>> from gymnasium_robotics.envs.maze.maps import U_MAZE
+        >>> controller = WaypointController(MazePlanner(U_MAZE), action_noise=0.0)
+        >>> controller([-1.0, 1.0, 0.0, 0.0], [-1.0, -1.0])  # towards cell (1, 2)
+        array([1., 0.], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        planner: MazePlanner,
+        kp: float = DEFAULT_KP,
+        kd: float = DEFAULT_KD,
+        action_noise: float = DEFAULT_ACTION_NOISE,
+        seed: int | np.random.Generator | None = None,
+    ):
+        if kp <= 0 or kd < 0:
+            raise ValueError(f"Expected kp > 0 and kd >= 0, got kp={kp}, kd={kd}.")
+        if action_noise < 0:
+            raise ValueError(f"action_noise must be >= 0, got {action_noise}.")
+        self.planner = planner
+        self.kp = float(kp)
+        self.kd = float(kd)
+        self.action_noise = float(action_noise)
+        self.rng = np.random.default_rng(seed)
+
+    def _act(
+        self, x: float, y: float, vx: float, vy: float, gx: float, gy: float, nx: float, ny: float
+    ) -> tuple[float, float]:
+        # Scalar arithmetic on Python floats: for two dimensions this is several times
+        # faster than numpy, and the controller runs once per environment step.
+        wx, wy = self.planner._waypoint(x, y, gx, gy)
+        ax = self.kp * (wx - x) - self.kd * vx + nx
+        ay = self.kp * (wy - y) - self.kd * vy + ny
+        return min(1.0, max(-1.0, ax)), min(1.0, max(-1.0, ay))
+
+    def __call__(
+        self, observation: Sequence[float], goal: Sequence[float], noise: Sequence[float] | None = None
+    ) -> np.ndarray:
+        """Action for one observation ``[x, y, vx, vy]`` and goal ``(x, y)``.
+
+        ``noise`` overrides the controller's own noise draw when given.
+        """
+        if noise is None:
+            noise = self.rng.normal(scale=self.action_noise, size=2)
+        x, y, vx, vy = (float(v) for v in observation[:4])
+        return np.array(
+            self._act(x, y, vx, vy, float(goal[0]), float(goal[1]), float(noise[0]), float(noise[1])),
+            dtype=np.float32,
+        )
+
+
+def _check_maze(maze: str) -> str:
+    name = str(maze).lower()
+    if name not in MAZES:
+        raise ValueError(
+            f"Unknown PointMaze maze {maze!r}. Valid mazes: {', '.join(sorted(MAZES))}."
+        )
+    return name
+
+
+def pointmaze_dataset_id(maze: str = "medium", full: bool = False, num_steps: int | None = None) -> str:
+    """Minari id of a generated PointMaze dataset.
+
+    ``torchrl_skills/pointmaze/{maze}-v0`` holds the default size
+    (:data:`DEFAULT_NUM_STEPS`), ``torchrl_skills/pointmaze/{maze}-full-v0`` the full
+    1M-step version. Any other size gets its own id,
+    ``torchrl_skills/pointmaze/{maze}-{num_steps}steps-v0``, so that a small test
+    dataset can never be mistaken for a default one.
+
+    Args:
+        maze (str, optional): ``"umaze"``, ``"medium"`` or ``"large"``. Defaults to
+            ``"medium"``.
+        full (bool, optional): id of the full dataset. Defaults to ``False``.
+        num_steps (int, optional): dataset size; overrides ``full`` when given.
+
+    Examples:
+        >>> pointmaze_dataset_id("medium")
+        'torchrl_skills/pointmaze/medium-v0'
+        >>> pointmaze_dataset_id("large", full=True)
+        'torchrl_skills/pointmaze/large-full-v0'
+    """
+    maze = _check_maze(maze)
+    if num_steps is None:
+        num_steps = FULL_NUM_STEPS if full else DEFAULT_NUM_STEPS
+    if num_steps == DEFAULT_NUM_STEPS:
+        name = maze
+    elif num_steps == FULL_NUM_STEPS:
+        name = f"{maze}-full"
+    else:
+        name = f"{maze}-{int(num_steps)}steps"
+    return f"{NAMESPACE}/{name}-v{DATASET_VERSION}"
+
+
+def _store_root() -> Path:
+    # Same resolution as minari (MINARI_DATASETS_PATH or ~/.minari/datasets), without
+    # minari's side effect of creating the directory.
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    if root is None:
+        return Path.home() / ".minari" / "datasets"
+    return Path(root)
+
+
+def _dataset_path(dataset_id: str) -> Path:
+    return _store_root() / dataset_id
+
+
+def _read_metadata(dataset_id: str) -> dict | None:
+    """Raw metadata of a *complete* generated dataset in the local store, else None."""
+    metadata_file = _dataset_path(dataset_id) / "data" / "metadata.json"
+    try:
+        with open(metadata_file) as file:
+            metadata = json.load(file)
+    except (OSError, ValueError):
+        return None
+    if GENERATOR_METADATA_KEY not in metadata:
+        return None
+    return metadata
+
+
+def _validate_dataset_id(dataset_id: str) -> None:
+    from minari.dataset.minari_dataset import DATASET_ID_RE
+
+    if not DATASET_ID_RE.fullmatch(dataset_id):
+        raise ValueError(
+            f"Malformed Minari dataset id {dataset_id!r}: expected "
+            "'(namespace/)name-v<version>', e.g. 'torchrl_skills/pointmaze/medium-v0'."
+        )
+
+
+def _collect(
+    env,
+    controller: WaypointController,
+    num_steps: int,
+    episode_length: int,
+    seed: int,
+    goal_budget: int,
+    progress: bool,
+    description: str,
+):
+    """Runs the controller in ``env`` and returns (episode buffers, statistics)."""
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    act = controller._act
+    noise_std = controller.action_noise
+    episodes = []
+    goals_reached = 0  # all goals reached, however long it took
+    reached_in_budget = 0
+    timed_out = 0
+    steps_to_goal = []
+
+    obs, info = env.reset(seed=seed)
+    remaining = num_steps
+    pbar = tqdm(
+        total=num_steps, desc=description, unit="step", unit_scale=True, disable=not progress
+    )
+    with pbar:
+        while remaining > 0:
+            # Only the last episode can be shorter: the dataset has exactly num_steps.
+            length = min(episode_length, remaining)
+            observation = np.empty((length + 1, 4))
+            achieved_goal = np.empty((length + 1, 2))
+            desired_goal = np.empty((length + 1, 2))
+            success = np.empty(length + 1, dtype=bool)
+            actions = np.empty((length, 2), dtype=np.float32)
+            rewards = np.empty(length)
+            terminations = np.zeros(length, dtype=bool)
+            truncations = np.zeros(length, dtype=bool)
+            # One draw per episode: much cheaper than one numpy call per step.
+            noise = (rng.standard_normal((length, 2)) * noise_std).tolist()
+
+            observation[0] = obs["observation"]
+            achieved_goal[0] = obs["achieved_goal"]
+            desired_goal[0] = obs["desired_goal"]
+            success[0] = info.get("success", False)
+            since_goal = 0  # steps spent on the current goal
+            t = 0
+            for t in range(length):
+                x, y, vx, vy = obs["observation"].tolist()
+                gx, gy = obs["desired_goal"].tolist()
+                nx, ny = noise[t]
+                action = act(x, y, vx, vy, gx, gy, nx, ny)
+                actions[t] = action
+                obs, reward, terminated, truncated, info = env.step(actions[t])
+                observation[t + 1] = obs["observation"]
+                achieved_goal[t + 1] = obs["achieved_goal"]
+                desired_goal[t + 1] = obs["desired_goal"]
+                rewards[t] = reward
+                terminations[t] = terminated
+                truncations[t] = truncated
+                reached = success[t + 1] = info["success"]
+                since_goal += 1
+                if reached:
+                    # With reset_target=True the env has already drawn the next goal;
+                    # it shows up in the next observation's desired_goal.
+                    goals_reached += 1
+                    steps_to_goal.append(since_goal)
+                    if since_goal <= goal_budget:
+                        reached_in_budget += 1
+                    else:
+                        timed_out += 1
+                    since_goal = 0
+                if terminated or truncated:
+                    break
+            if t + 1 < length:
+                # PointMaze with continuing_task=True never terminates and the time
+                # limit equals episode_length, so this is a genuine surprise.
+                raise RuntimeError(f"Episode ended after {t + 1} steps, expected {length}.")
+            # The last, possibly shorter, episode is cut by us, not by the TimeLimit.
+            truncations[-1] = True
+            # A goal still pending at the end of an episode is a failure only if it had
+            # its whole budget; otherwise its outcome is unknown and it is not counted.
+            if since_goal >= goal_budget:
+                timed_out += 1
+
+            episodes.append(
+                EpisodeBuffer(
+                    id=len(episodes),
+                    # env.reset was seeded only for the first episode; later resets
+                    # continue the env's generator, so the whole run is reproducible.
+                    seed=seed if not episodes else None,
+                    observations={
+                        "achieved_goal": achieved_goal,
+                        "desired_goal": desired_goal,
+                        "observation": observation,
+                    },
+                    actions=actions,
+                    rewards=rewards,
+                    terminations=terminations,
+                    truncations=truncations,
+                    infos={"success": success},
+                )
+            )
+            remaining -= length
+            pbar.update(length)
+            pbar.set_postfix(episodes=len(episodes), goals=goals_reached, refresh=False)
+            if remaining > 0:
+                obs, info = env.reset()
+
+    attempts = reached_in_budget + timed_out
+    stats = {
+        "goals_reached": goals_reached,
+        "goals_timed_out": timed_out,
+        "goal_reaching_rate": reached_in_budget / attempts if attempts else float("nan"),
+        "mean_steps_to_goal": float(np.mean(steps_to_goal)) if steps_to_goal else float("nan"),
+    }
+    return episodes, stats
+
+
+def generate_pointmaze_dataset(
+    maze: str = "medium",
+    num_steps: int = DEFAULT_NUM_STEPS,
+    episode_length: int = DEFAULT_EPISODE_LENGTH,
+    seed: int = 0,
+    action_noise: float = DEFAULT_ACTION_NOISE,
+    dataset_id: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    *,
+    kp: float = DEFAULT_KP,
+    kd: float = DEFAULT_KD,
+    goal_budget: int = DEFAULT_GOAL_BUDGET,
+) -> str:
+    """Generates a D4RL-style PointMaze dataset and writes it to the local Minari store.
+
+    The real ``PointMaze_{UMaze,Medium,Large}-v3`` environment is run with
+    ``continuing_task=True, reset_target=True`` and a time limit of ``episode_length``:
+    starts and goals are drawn by the environment's own reset, and each time the ball
+    reaches its goal (within 0.45) the environment draws a new one. A
+    :class:`WaypointController` (shortest path over cells + noisy PD) chooses the
+    actions. Observations are the environment's dict observations (``observation``
+    ``[x, y, vx, vy]``, ``achieved_goal``, ``desired_goal``); infos hold ``success``.
+    Rewards are the environment's sparse rewards, terminations are always ``False``
+    and every episode ends with a truncation.
+
+    The dataset is written with :func:`minari.create_dataset_from_buffers`, with
+    ``env_spec`` set (so ``dataset.recover_environment()`` rebuilds the collection
+    env) and ``eval_env_spec`` set to the same maze with a fixed goal per episode
+    (``reset_target=False``) and the env's registered time limit. The generator
+    settings and statistics, including the measured goal-reaching rate, are stored in
+    the metadata entry ``"torchrl_skills_generator"``
+    (``minari.load_dataset(id).storage.metadata["torchrl_skills_generator"]``) and
+    summarised in the description. The dataset directory is moved into place only
+    once complete, so an interrupted run leaves nothing behind.
+
+    Args:
+        maze (str, optional): ``"umaze"``, ``"medium"`` or ``"large"``. Defaults to
+            ``"medium"``.
+        num_steps (int, optional): total number of transitions. Defaults to
+            :data:`DEFAULT_NUM_STEPS` (300k, about 10 s); use :data:`FULL_NUM_STEPS`
+            for the full 1M-step dataset.
+        episode_length (int, optional): steps per episode; the last episode is shorter
+            if ``num_steps`` is not a multiple of it. Defaults to ``1000``.
+        seed (int, optional): seed of the environment and of the action noise.
+            Defaults to ``0``.
+        action_noise (float, optional): standard deviation of the Gaussian action
+            noise. Defaults to ``0.5``.
+        dataset_id (str, optional): Minari id to write. Defaults to
+            :func:`pointmaze_dataset_id` ``(maze, num_steps=num_steps)``.
+        overwrite (bool, optional): replace an existing dataset with the same id.
+            Defaults to ``False`` (an existing dataset raises ``FileExistsError``).
+        progress (bool, optional): show a tqdm progress bar over steps. Defaults to
+            ``True``.
+
+    Keyword Args:
+        kp (float, optional): PD proportional gain. Defaults to ``10.0``.
+        kd (float, optional): PD velocity gain. Defaults to ``1.0``.
+        goal_budget (int, optional): a goal counts as reached for the goal-reaching
+            rate if reached within this many steps; goals still pending at the end of
+            an episode after fewer steps are left out of the rate. Defaults to ``500``.
+
+    Returns:
+        the dataset id.
+
+    Examples:
+        >>> import minari
+        >>> dataset_id = generate_pointmaze_dataset(
+        ...     "umaze", num_steps=2000, episode_length=500, progress=False, overwrite=True
+        ... )
+        >>> dataset_id
+        'torchrl_skills/pointmaze/umaze-2000steps-v0'
+        >>> dataset = minari.load_dataset(dataset_id)
+        >>> dataset.total_steps, dataset.total_episodes
+        (2000, 4)
+        >>> dataset.storage.metadata["torchrl_skills_generator"]["goal_reaching_rate"]
+        1.0
+    """
+    import gymnasium as gym
+    import gymnasium_robotics
+    import minari
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    maze = _check_maze(maze)
+    sizes = {"num_steps": num_steps, "episode_length": episode_length, "goal_budget": goal_budget}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if num_steps < episode_length:
+        raise ValueError(
+            f"num_steps ({num_steps}) must be at least episode_length ({episode_length})."
+        )
+    if action_noise < 0:
+        raise ValueError(f"action_noise must be >= 0, got {action_noise}.")
+    if dataset_id is None:
+        dataset_id = pointmaze_dataset_id(maze, num_steps=num_steps)
+    _validate_dataset_id(dataset_id)
+    target = _dataset_path(dataset_id)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Minari dataset {dataset_id!r} already exists at {target}. Pass "
+            "overwrite=True (CLI: --overwrite) to regenerate it, or use "
+            "ensure_pointmaze_dataset() to reuse it."
+        )
+
+    gym.register_envs(gymnasium_robotics)
+    env_id = MAZES[maze]
+    start = time.perf_counter()
+    env = gym.make(
+        env_id, continuing_task=True, reset_target=True, max_episode_steps=episode_length
+    )
+    try:
+        planner = MazePlanner.from_env(env)
+        controller = WaypointController(planner, kp=kp, kd=kd, action_noise=action_noise)
+        episodes, stats = _collect(
+            env,
+            controller,
+            num_steps=num_steps,
+            episode_length=episode_length,
+            seed=seed,
+            goal_budget=goal_budget,
+            progress=progress,
+            description=f"PointMaze {maze}",
+        )
+        eval_spec = dataclasses.replace(
+            env.spec,
+            kwargs={**env.spec.kwargs, "continuing_task": True, "reset_target": False},
+            max_episode_steps=gym.spec(env_id).max_episode_steps,
+        )
+        collection_time = time.perf_counter() - start
+
+        settings = {
+            "generator": "torchrl_skills.data.pointmaze",
+            "env_id": env_id,
+            "maze": maze,
+            "num_steps": int(num_steps),
+            "episode_length": int(episode_length),
+            "seed": int(seed),
+            "action_noise": float(action_noise),
+            "kp": float(kp),
+            "kd": float(kd),
+            "goal_budget": int(goal_budget),
+            "planner": "bfs-next-cell (4-connected cells; next cell centre, goal in goal cell)",
+        }
+        description = (
+            f"D4RL-style PointMaze {maze} dataset ({env_id}, continuing_task=True, "
+            f"reset_target=True): {num_steps} steps in {len(episodes)} episodes of up to "
+            f"{episode_length} steps. Actions from a shortest-path (BFS over maze cells) "
+            f"waypoint planner and a PD controller, clip(kp*(waypoint-pos) - kd*vel + noise, "
+            f"-1, 1) with kp={kp:g}, kd={kd:g} and Gaussian noise std {action_noise:g}; "
+            f"seed {seed}. Goal-reaching rate {stats['goal_reaching_rate']:.3f} "
+            f"({stats['goals_reached']} goals reached, budget {goal_budget} steps). "
+            "Generated by torchrl-skills (python -m torchrl_skills.data.pointmaze)."
+        )
+
+        # Write into a hidden scratch root next to the store and move the finished
+        # dataset into place: minari refuses existing ids and writes in several
+        # passes, so this keeps half-written datasets out of the store.
+        store = _store_root()
+        store.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".tmp-pointmaze-", dir=store))
+        previous = os.environ.get("MINARI_DATASETS_PATH")
+        try:
+            os.environ["MINARI_DATASETS_PATH"] = str(scratch)
+            with warnings.catch_warnings():
+                # Nags about metadata we deliberately leave empty (no public URL or
+                # e-mail exists for these datasets).
+                warnings.filterwarnings(
+                    "ignore", message=r"`(code_permalink|author_email)` is set to None"
+                )
+                dataset = minari.create_dataset_from_buffers(
+                    dataset_id=dataset_id,
+                    buffer=episodes,
+                    env=env,
+                    eval_env=eval_spec,
+                    algorithm_name="torchrl_skills BFS waypoint planner + noisy PD controller",
+                    author="torchrl-skills",
+                    description=description,
+                    requirements=["gymnasium-robotics>=1.3", "mujoco>=3.0"],
+                )
+            del episodes
+            stats["generation_time_s"] = round(time.perf_counter() - start, 3)
+            stats["collection_time_s"] = round(collection_time, 3)
+            stats["num_episodes"] = int(dataset.total_episodes)
+            dataset.storage.update_metadata({GENERATOR_METADATA_KEY: {**settings, **stats}})
+        finally:
+            if previous is None:
+                os.environ.pop("MINARI_DATASETS_PATH", None)
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = previous
+
+        try:
+            namespace = dataset_id.rsplit("/", 1)[0] if "/" in dataset_id else None
+            if namespace is not None and namespace not in list_local_namespaces():
+                try:
+                    create_namespace(
+                        namespace,
+                        description="Datasets generated locally by torchrl-skills.",
+                    )
+                except ValueError:  # created concurrently by another process
+                    pass
+            if target.exists():  # only reachable with overwrite=True
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(scratch / dataset_id, target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        env.close()
+    return dataset_id
+
+
+def ensure_pointmaze_dataset(maze: str = "medium", full: bool = False, **kwargs) -> str:
+    """Returns the id of a generated PointMaze dataset, generating it only if missing.
+
+    A dataset counts as present when the local Minari store holds a complete dataset
+    written by :func:`generate_pointmaze_dataset` under the id. If it was generated
+    with settings other than the ones passed here, a warning is raised and the stored
+    dataset is still returned (pass ``overwrite=True`` to regenerate).
+
+    Args:
+        maze (str, optional): ``"umaze"``, ``"medium"`` or ``"large"``. Defaults to
+            ``"medium"``.
+        full (bool, optional): the full 1M-step dataset rather than the default size.
+            Defaults to ``False``.
+        **kwargs: forwarded to :func:`generate_pointmaze_dataset` (``num_steps``, if
+            given, overrides ``full``).
+
+    Examples:
+        >>> dataset_id = ensure_pointmaze_dataset("umaze", num_steps=2000, progress=False)
+        >>> ensure_pointmaze_dataset("umaze", num_steps=2000) == dataset_id  # no work
+        True
+    """
+    maze = _check_maze(maze)
+    kwargs.setdefault("num_steps", FULL_NUM_STEPS if full else DEFAULT_NUM_STEPS)
+    dataset_id = kwargs.get("dataset_id") or pointmaze_dataset_id(maze, num_steps=kwargs["num_steps"])
+    kwargs["dataset_id"] = dataset_id
+    metadata = None if kwargs.get("overwrite") else _read_metadata(dataset_id)
+    if metadata is None:
+        # Missing (or overwrite=True). Anything else already stored under this id is
+        # not ours and makes generate_pointmaze_dataset raise rather than delete it.
+        return generate_pointmaze_dataset(maze, **kwargs)
+    stored = metadata[GENERATOR_METADATA_KEY]
+    ignored = ("dataset_id", "overwrite", "progress")
+    requested = {"maze": maze, **{k: v for k, v in kwargs.items() if k not in ignored}}
+    differing = {k: (stored.get(k), v) for k, v in requested.items() if stored.get(k) != v}
+    if differing:
+        warnings.warn(
+            f"Dataset {dataset_id!r} exists with different generator settings "
+            f"(stored, requested): {differing}. Using the stored dataset; pass "
+            "overwrite=True to regenerate it.",
+            UserWarning,
+        )
+    return dataset_id
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point: ``python -m torchrl_skills.data.pointmaze``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m torchrl_skills.data.pointmaze",
+        description=(
+            "Generate a D4RL-style PointMaze dataset (waypoint planner + noisy PD "
+            "controller) into the local Minari store (MINARI_DATASETS_PATH or "
+            "~/.minari/datasets)."
+        ),
+    )
+    parser.add_argument("--maze", default="medium", choices=sorted(MAZES))
+    parser.add_argument(
+        "--full", action="store_true", help=f"generate the full {FULL_NUM_STEPS:,}-step dataset"
+    )
+    parser.add_argument(
+        "--num-steps", type=int, default=None, help=f"number of steps (default {DEFAULT_NUM_STEPS:,})"
+    )
+    parser.add_argument("--episode-length", type=int, default=DEFAULT_EPISODE_LENGTH)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--action-noise", type=float, default=DEFAULT_ACTION_NOISE)
+    parser.add_argument("--dataset-id", default=None, help="override the Minari dataset id")
+    parser.add_argument("--overwrite", action="store_true", help="regenerate if the dataset exists")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    if args.full and args.num_steps is not None and args.num_steps != FULL_NUM_STEPS:
+        parser.error("--full and --num-steps are mutually exclusive")
+    num_steps = args.num_steps or (FULL_NUM_STEPS if args.full else DEFAULT_NUM_STEPS)
+    dataset_id = args.dataset_id or pointmaze_dataset_id(args.maze, num_steps=num_steps)
+
+    existing = None if args.overwrite else _read_metadata(dataset_id)
+    if existing is None:
+        try:
+            generate_pointmaze_dataset(
+                args.maze,
+                num_steps=num_steps,
+                episode_length=args.episode_length,
+                seed=args.seed,
+                action_noise=args.action_noise,
+                dataset_id=dataset_id,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+            )
+        except (ValueError, FileExistsError) as err:
+            parser.error(str(err))
+        status = "generated"
+    else:
+        status = "already present; --overwrite regenerates it"
+    info = _read_metadata(dataset_id)
+    stats = info[GENERATOR_METADATA_KEY]
+    print(f"dataset id:         {dataset_id} ({status})")
+    print(f"path:               {_dataset_path(dataset_id)}")
+    print(f"steps / episodes:   {info['total_steps']} / {info['total_episodes']}")
+    print(f"generation time:    {stats['generation_time_s']:.1f} s "
+          f"({stats['num_steps'] / stats['generation_time_s']:,.0f} steps/s)")
+    print(f"goal-reaching rate: {stats['goal_reaching_rate']:.4f} "
+          f"({stats['goals_reached']} goals reached, {stats['goals_timed_out']} timed out, "
+          f"budget {stats['goal_budget']} steps, mean {stats['mean_steps_to_goal']:.1f} steps/goal)")
+
+
+if __name__ == "__main__":
+    main()
