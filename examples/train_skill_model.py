@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> Path:
     if start == 0:
         history["valid_step"].append(0)
         history["valid_loss"].append(validation_loss())
+        if logger is not None:
+            logger.log_scalar("valid/loss", history["valid_loss"][-1], step=0)
+
     t0 = time.time()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=args.no_progress, desc="EM steps")
     for step in bar:

@@ -79,3 +79,11 @@ def tiny_dataset(minari_store):
 def teleport_dataset(minari_store):
     """Like ``tiny_dataset`` but episode 0 jumps by 5 in x and y after step 20."""
     return make_tiny_dataset("torchrl_skills/tests/teleport-v0", num_episodes=2, length=40, teleport_at=20)
+
+
+@pytest.fixture(scope="session")
+def generated_dataset(minari_store):
+    """A small dataset from the package's own PointMaze generator (waypoints + PD controller)."""
+    from torchrl_skills.data.pointmaze import generate_pointmaze_dataset
+
+    return generate_pointmaze_dataset("umaze", num_steps=6000, episode_length=300, seed=0, progress=False)

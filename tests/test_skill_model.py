@@ -76,6 +76,18 @@ class TestNetworks:
         assert loc.shape == (4, 10, A)
         assert torch.allclose(loc, pi(states, skill.unsqueeze(-2).expand(4, 10, Z))[0])
 
+    def test_split_first_layer_is_linear_over_the_concatenation(self):
+        pi = SkillPolicy(S, A, Z, H)
+        state, skill = torch.randn(4, 10, S), torch.randn(4, 1, Z)
+        joint = torch.nn.Linear(S + Z, H)
+        with torch.no_grad():
+            joint.weight.copy_(torch.cat([pi.inputs[0].weight, pi.inputs[1].weight], dim=1))
+            joint.bias.copy_(pi.inputs[0].bias)
+        h = torch.relu(joint(torch.cat([pi.normalizer.normalize(state), skill.expand(4, 10, Z)], -1)))
+        loc, scale = pi.head(torch.relu(pi.hidden(h)))
+        ref_loc, ref_scale = pi(state, skill)
+        assert torch.allclose(loc, ref_loc, atol=1e-5) and torch.allclose(scale, ref_scale, atol=1e-5)
+
     def test_scale_floor(self):
         prior = SkillPrior(S, Z, H, min_scale=0.05)
         with torch.no_grad():

@@ -18,8 +18,8 @@ def history(out_dir):
     return torch.load(out_dir / "checkpoint.pt", weights_only=False)["history"]
 
 
-def test_training_lowers_validation_loss(tiny_dataset, tmp_path):
-    ckpt = run(tiny_dataset, tmp_path, "--steps", "150", "--lr", "1e-3", "--valid-every", "50", "--valid-batches", "4")
+def test_training_lowers_validation_loss(generated_dataset, tmp_path):
+    ckpt = run(generated_dataset, tmp_path, "--steps", "150", "--lr", "1e-3", "--valid-every", "50", "--valid-batches", "4")
     h = history(tmp_path)
     assert h["valid_step"] == [0, 50, 100, 150]
     assert h["valid_loss"][-1] < h["valid_loss"][0] - 0.5, h["valid_loss"]

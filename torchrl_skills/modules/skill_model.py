@@ -9,6 +9,8 @@ world model on ``[K]`` and ``[B, K]`` batches, the loss calls the policy on ``[B
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from tensordict.nn import (
     InteractionType,
@@ -19,7 +21,6 @@ from tensordict.nn import (
 from tensordict.utils import NestedKey
 from torch import nn
 from torch.nn import functional as F
-from torchrl.modules import MLP
 from torchrl.modules.distributions import IndependentNormal
 
 __all__ = [
@@ -195,26 +196,25 @@ class SkillPosterior(nn.Module):
 
 
 class _ConditionalGaussianMLP(nn.Module):
-    """``MLP(hidden, hidden)`` trunk over concatenated inputs, then a :class:`GaussianHead`."""
+    """2-layer ReLU trunk over concatenated inputs, then a :class:`GaussianHead`.
 
-    def __init__(self, in_features: int, out_features: int, hidden_dim: int, min_scale: float):
+    The first layer is ``Linear(cat(x_1, ..., x_n))`` stored as one ``Linear`` per input whose
+    outputs are summed with broadcasting: the same function, but a skill shared by the ``T``
+    states of a subtrajectory (``[B, 1, z]`` against ``[B, T, s]``) is multiplied once instead of
+    ``T`` times, and no concatenated copy is materialised.
+    """
+
+    def __init__(self, in_features: Sequence[int], out_features: int, hidden_dim: int, min_scale: float):
         super().__init__()
-        self.trunk = MLP(
-            in_features=in_features,
-            out_features=hidden_dim,
-            num_cells=[hidden_dim],
-            activation_class=nn.ReLU,
-            activate_last_layer=True,
-        )
+        self.inputs = nn.ModuleList(nn.Linear(n, hidden_dim, bias=i == 0) for i, n in enumerate(in_features))
+        self.hidden = nn.Linear(hidden_dim, hidden_dim)
         self.head = GaussianHead(hidden_dim, out_features, hidden_dim, min_scale)
 
     def gaussian(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(inputs) > 1:
-            # Broadcast the leading dimensions so that e.g. one skill [B, 1, z] conditions a
-            # whole sequence of states [B, T, s] without the caller expanding it.
-            batch = torch.broadcast_shapes(*(x.shape[:-1] for x in inputs))
-            inputs = tuple(x.expand(*batch, x.shape[-1]) for x in inputs)
-        return self.head(self.trunk(torch.cat(inputs, dim=-1)))
+        h = self.inputs[0](inputs[0])
+        for layer, x in zip(self.inputs[1:], inputs[1:]):
+            h = h + layer(x)
+        return self.head(F.relu(self.hidden(F.relu(h))))
 
 
 class SkillPolicy(_ConditionalGaussianMLP):
@@ -247,7 +247,7 @@ class SkillPolicy(_ConditionalGaussianMLP):
         min_scale: float = 1e-4,
         normalizer: StateNormalizer | None = None,
     ):
-        super().__init__(state_dim + z_dim, action_dim, hidden_dim, min_scale)
+        super().__init__((state_dim, z_dim), action_dim, hidden_dim, min_scale)
         self.state_dim, self.action_dim, self.z_dim = state_dim, action_dim, z_dim
         self.normalizer = normalizer if normalizer is not None else StateNormalizer(state_dim)
 
@@ -289,7 +289,7 @@ class TemporalAbstractWorldModel(_ConditionalGaussianMLP):
         min_scale: float = 1e-4,
         normalizer: StateNormalizer | None = None,
     ):
-        super().__init__(state_dim + z_dim, state_dim, hidden_dim, min_scale)
+        super().__init__((state_dim, z_dim), state_dim, hidden_dim, min_scale)
         self.state_dim, self.z_dim, self.residual = state_dim, z_dim, residual
         self.normalizer = normalizer if normalizer is not None else StateNormalizer(state_dim)
 
@@ -331,7 +331,7 @@ class SkillPrior(nn.Module):
         super().__init__()
         self.state_dim, self.z_dim = state_dim, z_dim
         self.normalizer = normalizer if normalizer is not None else StateNormalizer(state_dim)
-        self.net = _ConditionalGaussianMLP(state_dim, z_dim, hidden_dim, min_scale)
+        self.net = _ConditionalGaussianMLP((state_dim,), z_dim, hidden_dim, min_scale)
 
     def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_last_dim("SkillPrior", state, self.state_dim, "a state")
