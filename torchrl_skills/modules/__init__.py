@@ -1,4 +1,6 @@
 """TensorDict-ready networks of torchrl-skills."""
+from torchrl_skills.modules.encoders import ConvEncoder, MLPEncoder
+from torchrl_skills.modules.skill_embedding import SkillEmbedding, SkillMIEstimator
 from torchrl_skills.modules.skill_model import (
     GaussianHead,
     SkillModel,
@@ -9,8 +11,15 @@ from torchrl_skills.modules.skill_model import (
     TemporalAbstractWorldModel,
     load_skill_model,
 )
+from torchrl_skills.modules.transformer_policy import (
+    GoalConditionedQValue,
+    TransformerPolicy,
+    make_goal_conditioned_critic,
+    make_transformer_actor,
+)
 
 __all__ = [
+    # skill models (Part A)
     "GaussianHead",
     "SkillModel",
     "SkillPolicy",
@@ -19,4 +28,13 @@ __all__ = [
     "StateNormalizer",
     "TemporalAbstractWorldModel",
     "load_skill_model",
+    # hierarchical latent goals (Part B)
+    "ConvEncoder",
+    "MLPEncoder",
+    "SkillEmbedding",
+    "SkillMIEstimator",
+    "TransformerPolicy",
+    "GoalConditionedQValue",
+    "make_transformer_actor",
+    "make_goal_conditioned_critic",
 ]
