@@ -1,0 +1,489 @@
+"""Zero-shot goal reaching by planning over skills (Freed et al., ICML 2023), end to end.
+
+One command runs the whole pipeline on PointMaze medium:
+
+1. generates the package's PointMaze dataset in the local Minari store if it is absent;
+2. trains a skill model on it (``examples/train_skill_model.py``), or loads ``--checkpoint``;
+3. evaluates goal reaching over ``--episodes`` episodes whose starts and goals are drawn by the
+   env: TorchRL's ``CEMPlanner`` over a ``SkillModelEnv`` plans 3 skills ahead, the first one is
+   executed by the deterministic low-level policy for 30 env steps, then it replans; the same
+   episodes are run by two baselines (skills drawn from the prior without planning, and random
+   actions);
+4. writes ``results.json`` (success rate, final distance, steps, planning time per replan) and
+   PNG plots (maze, executed trajectories, goals, the world model's predicted skill end points).
+
+    python examples/plan_to_goals.py                              # PointMaze medium, < 15 min on 2 CPU cores
+    python examples/plan_to_goals.py --maze large --episodes 100
+    python examples/plan_to_goals.py --checkpoint runs/skill_model/checkpoint.pt
+    python examples/plan_to_goals.py --dataset D4RL/antmaze/medium-play-v1 --env AntMaze_Medium-v4 \\
+        --state-key achieved_goal observation   # when that dataset is in the local Minari store
+
+A re-run with the same ``--out-dir`` and training settings reuses (or finishes) the trained
+checkpoint instead of training again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+EXAMPLES_DIR = Path(__file__).resolve().parent
+if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as a module
+    sys.path.insert(0, str(EXAMPLES_DIR))
+
+MAZE_ENVS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "large": "PointMaze_Large-v3"}
+
+# Embedded default of the main job, sized so that dataset generation + training + 3 x 50
+# evaluation episodes finish in < 15 min on 2 CPU cores. Networks are smaller than the package
+# defaults (z 256, hidden 256): one CEM replan at K=1000 x 10 iterations x 3 skills costs
+# ~4x less, and training converges in the available steps. See the README for the numbers.
+DEFAULTS = {
+    "train_steps": 3000,
+    "batch_size": 100,
+    "seq_len": 30,
+    "z_dim": 64,
+    "hidden_dim": 128,
+    "lr": 3e-4,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--maze", choices=sorted(MAZE_ENVS), default="medium", help="PointMaze layout")
+    p.add_argument("--dataset", default=None, help="Minari dataset id (default: torchrl_skills/pointmaze/<maze>-v0)")
+    p.add_argument("--env", default=None, help="gymnasium env id (default: PointMaze_<Maze>-v3)")
+    p.add_argument("--checkpoint", default=None, help="skill-model checkpoint to load instead of training")
+    p.add_argument(
+        "--state-key",
+        nargs="+",
+        default=["observation"],
+        help="observation entries forming the state (concatenated); e.g. 'achieved_goal observation' for AntMaze",
+    )
+    # training (ignored with --checkpoint)
+    p.add_argument("--train-steps", type=int, default=DEFAULTS["train_steps"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--seq-len", type=int, default=DEFAULTS["seq_len"], help="skill length T in training")
+    p.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"])
+    p.add_argument("--hidden-dim", type=int, default=DEFAULTS["hidden_dim"])
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    # planning and execution
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--replan-every", type=int, default=30, help="env steps per executed skill")
+    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead")
+    p.add_argument("--candidates", type=int, default=1000)
+    p.add_argument("--elites", type=int, default=200)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument(
+        "--eps-penalty",
+        type=float,
+        default=None,
+        help="lambda of lambda * mean(eps^2); default: the paper's 10 for AntMaze's 4 m cells, scaled with the "
+        "squared cell size (0.625 for PointMaze's 1 m cells)",
+    )
+    p.add_argument("--eps-bound", type=float, default=None, help="clip planned noise to [-b, b] (default: no clip)")
+    p.add_argument("--xy-indices", type=int, nargs=2, default=[0, 1], help="x-y entries of the state")
+    p.add_argument("--success-distance", type=float, default=0.5)
+    p.add_argument("--max-episode-steps", type=int, default=None, help="default: the env's own limit")
+    p.add_argument("--baselines", nargs="*", default=["prior", "random"], choices=["prior", "random"])
+    p.add_argument("--plot-episodes", type=int, default=6)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    # One thread by default: the matrices are small (K=1000 x 128), a second thread gains little,
+    # and on a shared machine OpenMP threads waiting for a busy core made training 10x slower.
+    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (0: torch default)")
+    p.add_argument("--out-dir", default="outputs/plan_to_goals")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.dataset is None:
+        args.dataset = f"torchrl_skills/pointmaze/{args.maze}-v0"
+    if args.env is None:
+        args.env = MAZE_ENVS[args.maze]
+    if args.episodes < 1:
+        p.error("--episodes must be >= 1")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# data and model
+
+
+def ensure_dataset(dataset_id: str, progress: bool) -> float:
+    """Generates the package's PointMaze dataset if absent; other datasets must be local."""
+    from torchrl_skills.data import local_minari_root
+
+    start = time.perf_counter()
+    if (local_minari_root() / dataset_id / "data").is_dir():
+        return 0.0
+    match = re.fullmatch(r"torchrl_skills/pointmaze/(umaze|medium|large)(-full)?-v0", dataset_id)
+    if match is None:
+        raise FileNotFoundError(
+            f"Dataset {dataset_id!r} is not in the local Minari store ({local_minari_root()}). Datasets cannot be "
+            "downloaded here: copy it into the store (or set MINARI_DATASETS_PATH), or use a generated "
+            "torchrl_skills/pointmaze/<maze>-v0 dataset."
+        )
+    from torchrl_skills.data.pointmaze import ensure_pointmaze_dataset
+
+    print(f"generating {dataset_id} ...")
+    ensure_pointmaze_dataset(match.group(1), full=bool(match.group(2)), progress=progress)
+    return time.perf_counter() - start
+
+
+def train_or_load(args: argparse.Namespace, out_dir: Path):
+    """Returns ``(model, checkpoint path, training seconds)``; training is resumed, not redone."""
+    from torchrl_skills.modules import load_skill_model
+
+    if args.checkpoint is not None:
+        return load_skill_model(args.checkpoint, map_location=args.device), Path(args.checkpoint), 0.0
+    from train_skill_model import main as train_main
+
+    if len(args.state_key) != 1:
+        raise ValueError(
+            "Training from this script takes one --state-key entry; train a model on the concatenated state "
+            "elsewhere and pass --checkpoint."
+        )
+    train_dir = out_dir / "skill_model"
+    train_argv = [
+        "--dataset", args.dataset, "--state-key", args.state_key[0], "--steps", str(args.train_steps),
+        "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--z-dim", str(args.z_dim),
+        "--hidden-dim", str(args.hidden_dim), "--lr", str(args.lr), "--device", args.device,
+        "--seed", str(args.seed), "--out-dir", str(train_dir), "--logger", "csv",
+    ]  # fmt: skip
+    if args.no_progress:
+        train_argv.append("--no-progress")
+    ckpt_path = train_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("args", {})
+        same = all(
+            saved.get(k) == v
+            for k, v in {
+                "dataset": args.dataset, "state_key": args.state_key[0], "batch_size": args.batch_size,
+                "seq_len": args.seq_len, "z_dim": args.z_dim, "hidden_dim": args.hidden_dim, "seed": args.seed,
+                "lr": args.lr,
+            }.items()
+        )  # fmt: skip
+        if same and saved.get("steps", math.inf) <= args.train_steps:
+            train_argv.append("--resume")  # finishes an interrupted run, or does nothing
+        else:
+            print(f"{ckpt_path} was trained with other settings: training again")
+    start = time.perf_counter()
+    ckpt_path = train_main(train_argv)
+    return load_skill_model(ckpt_path, map_location=args.device), ckpt_path, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+def make_env(env_id: str, max_episode_steps: int | None, device: str):
+    import gymnasium as gym
+    import gymnasium_robotics
+    from torchrl.envs import GymEnv
+
+    gym.register_envs(gymnasium_robotics)
+    kwargs = {"continuing_task": False}  # an episode ends when the goal is reached (<= 0.45)
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
+    return GymEnv(env_id, device=device, **kwargs)
+
+
+def check_state_holds_xy(env, state_keys: list[str], xy_indices) -> None:
+    """The cost compares ``state[xy_indices]`` with the goal: they must be the agent's x-y position."""
+    td = env.reset()
+    state = torch.cat([td[k].reshape(-1) for k in state_keys])
+    xy = state[list(xy_indices)].double()
+    if not torch.allclose(xy, td["achieved_goal"].double(), atol=1e-4):
+        raise ValueError(
+            f"State entries {list(xy_indices)} of {state_keys} ({xy.tolist()}) are not the agent's x-y position "
+            f"(achieved_goal {td['achieved_goal'].tolist()}), so a cost on them cannot measure the distance to the "
+            "goal. AntMaze's 'observation' has no x-y: train on and pass --state-key achieved_goal observation, "
+            "or give the right --xy-indices."
+        )
+
+
+def run_episodes(env, policy, seeds, max_steps: int, success_distance: float, name: str, progress: bool):
+    """Runs one episode per seed; returns per-episode metrics and the rollouts."""
+    episodes, rollouts = [], []
+    bar = tqdm(seeds, desc=f"{name:>8}", disable=not progress, leave=True)
+    successes = 0
+    for i, seed in enumerate(bar):
+        env.set_seed(int(seed))
+        td = env.reset()
+        start = td["achieved_goal"].double().cpu().numpy()
+        goal = td["desired_goal"].double().cpu().numpy()
+        n_plans = len(getattr(policy, "planning_times", []))
+        with torch.no_grad():
+            rollout = env.rollout(max_steps, policy, auto_reset=False, tensordict=td, break_when_any_done=True)
+        xy = rollout["next", "achieved_goal"].double().cpu().numpy()
+        dist = np.linalg.norm(xy - goal, axis=-1)
+        reached = np.flatnonzero(dist <= success_distance)
+        success = reached.size > 0
+        successes += success
+        plan_times = list(getattr(policy, "planning_times", []))[n_plans:]
+        episodes.append(
+            {
+                "seed": int(seed),
+                "start": start.tolist(),
+                "goal": goal.tolist(),
+                "success": bool(success),
+                "steps": int(reached[0] + 1) if success else int(len(dist)),
+                "episode_steps": int(len(dist)),
+                "final_distance": float(dist[-1]),
+                "min_distance": float(dist.min()),
+                "replans": len(plan_times),
+                "planning_ms": [1e3 * t for t in plan_times],
+            }
+        )
+        rollouts.append(rollout)
+        bar.set_postfix(success=f"{successes}/{i + 1}")
+    return episodes, rollouts
+
+
+def summarize(episodes: list[dict], seconds: float) -> dict:
+    plan_ms = [t for ep in episodes for t in ep["planning_ms"]]
+    success_steps = [ep["steps"] for ep in episodes if ep["success"]]
+    return {
+        "episodes": len(episodes),
+        "success_rate": float(np.mean([ep["success"] for ep in episodes])),
+        "mean_final_distance": float(np.mean([ep["final_distance"] for ep in episodes])),
+        "mean_min_distance": float(np.mean([ep["min_distance"] for ep in episodes])),
+        "mean_steps": float(np.mean([ep["steps"] for ep in episodes])),
+        "mean_steps_to_success": float(np.mean(success_steps)) if success_steps else None,
+        "replans": len(plan_ms),
+        "planning_ms_per_replan_mean": float(np.mean(plan_ms)) if plan_ms else None,
+        "planning_ms_per_replan_median": float(np.median(plan_ms)) if plan_ms else None,
+        "wall_time_s": seconds,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+
+
+def draw_maze(ax, maze) -> None:
+    """Walls of a gymnasium-robotics maze in world coordinates (cell (i, j), row 0 at the top)."""
+    from matplotlib.patches import Rectangle
+
+    scale = maze.maze_size_scaling
+    for i, row in enumerate(maze.maze_map):
+        for j, cell in enumerate(row):
+            if cell == 1:
+                x = j * scale - maze.x_map_center
+                y = maze.y_map_center - (i + 1) * scale
+                ax.add_patch(Rectangle((x, y), scale, scale, color="0.25", zorder=0))
+    ax.set_xlim(-maze.x_map_center, maze.x_map_center)
+    ax.set_ylim(-maze.y_map_center, maze.y_map_center)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_trajectories(
+    path: Path,
+    maze,
+    rollouts,
+    episodes,
+    title: str,
+    xy_indices,
+    n: int,
+    show_plan: bool,
+    indices=None,
+    radius: float = 0.5,
+) -> None:
+    """A grid of episodes: maze, executed path, goal (success radius) and, for skill executors,
+    the replanning states and the world model's predicted skill end points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(n, len(rollouts))
+    if n == 0:
+        return
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        rollout, ep = rollouts[k], episodes[k]
+        draw_maze(ax, maze)
+        xy = torch.cat([rollout["achieved_goal"][:1], rollout["next", "achieved_goal"]]).cpu().numpy()
+        ax.plot(xy[:, 0], xy[:, 1], "-", color="tab:blue", lw=1.5, label="executed")
+        ax.plot(*xy[0], "o", color="tab:blue", ms=7, label="start")
+        goal = ep["goal"]
+        ax.add_patch(plt.Circle(goal, radius, color="tab:green", alpha=0.25))
+        ax.plot(*goal, "*", color="tab:green", ms=14, label="goal")
+        if show_plan and "skill_step" in rollout.keys():
+            replan = (rollout["skill_step"].reshape(-1) == 0).cpu().numpy()
+            at = rollout["achieved_goal"].cpu().numpy()[replan]
+            pred = rollout["next", "skill_end"].cpu().numpy()[replan][:, list(xy_indices)]
+            for a, b in zip(at, pred):
+                ax.plot([a[0], b[0]], [a[1], b[1]], ":", color="tab:orange", lw=1)
+            ax.plot(pred[:, 0], pred[:, 1], "x", color="tab:orange", ms=7, mew=2, label="predicted skill end")
+            ax.plot(at[:, 0], at[:, 1], ".", color="k", ms=5, label="replanning state")
+        outcome = "success" if ep["success"] else "failure"
+        ax.set_title(f"ep {k if indices is None else indices[k]}: {outcome} ({ep['steps']} steps)", fontsize=9)
+        if k == 0:
+            ax.legend(loc="lower left", fontsize=6, framealpha=0.8)
+    fig.suptitle(textwrap.fill(title, 45 * cols), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_summary(path: Path, results: dict, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    rates = [results[n]["summary"]["success_rate"] for n in names]
+    ax1.bar(names, rates, color=["tab:blue", "tab:orange", "tab:gray"][: len(names)])
+    ax1.set_ylim(0, 1)
+    ax1.set_ylabel("success rate")
+    for i, r in enumerate(rates):
+        ax1.text(i, r + 0.02, f"{r:.2f}", ha="center")
+    dists = [[ep["final_distance"] for ep in results[n]["episodes"]] for n in names]
+    ax2.boxplot(dists)
+    ax2.set_xticks(range(1, len(names) + 1), names)
+    ax2.set_ylabel("final distance to goal")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    from torchrl.envs import TransformedEnv
+    from torchrl.envs.utils import RandomPolicy
+
+    from torchrl_skills.modules.skill_planner import SkillMPCPolicy, make_skill_planner
+    from torchrl_skills.utils import seed_everything
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
+    seed_everything(args.seed)
+
+    dataset_s = ensure_dataset(args.dataset, progress) if args.checkpoint is None else 0.0
+    model, ckpt_path, train_s = train_or_load(args, out_dir)
+    model.eval()
+
+    base_env = make_env(args.env, args.max_episode_steps, args.device)
+    import gymnasium as gym
+
+    max_steps = args.max_episode_steps or gym.spec(args.env).max_episode_steps
+    if max_steps is None:
+        raise ValueError(f"{args.env} has no episode time limit: pass --max-episode-steps.")
+    maze = base_env.unwrapped.maze  # GymEnv forwards attributes to the gymnasium env
+
+    check_state_holds_xy(base_env, args.state_key, args.xy_indices)
+    if args.eps_penalty is None:
+        # The penalty trades off against squared distances, so it scales with the squared maze
+        # unit: lambda = 10 (the paper's value, AntMaze, 4 m cells) is 16x too strong on
+        # PointMaze's 1 m cells, where the planner then prefers the prior's mean skill to the
+        # last half metre to the goal (measured: 68% success at 10 vs 84% at 0.3-1 on medium).
+        args.eps_penalty = 10.0 * (maze.maze_size_scaling / 4.0) ** 2
+    planner = make_skill_planner(
+        model,
+        planning_horizon=args.horizon,
+        num_candidates=args.candidates,
+        top_k=args.elites,
+        optim_steps=args.iterations,
+        xy_indices=args.xy_indices,
+        eps_penalty=args.eps_penalty,
+        eps_bound=args.eps_bound,
+    )
+    common = {
+        "replan_every": args.replan_every,
+        "observation_key": args.state_key if len(args.state_key) > 1 else args.state_key[0],
+        "action_spec": base_env.action_spec,
+    }
+    policies = {"planner": SkillMPCPolicy(model, planner, **common)}
+    if "prior" in args.baselines:
+        policies["prior"] = SkillMPCPolicy(model, None, **common)
+    if "random" in args.baselines:
+        policies["random"] = RandomPolicy(base_env.action_spec)
+
+    # The same start/goal pairs for every method: each episode resets the env from its own seed.
+    seeds = [args.seed * 100_003 + i for i in range(args.episodes)]
+    results, all_rollouts = {}, {}
+    for name, policy in policies.items():
+        env = base_env
+        if isinstance(policy, SkillMPCPolicy):
+            env = TransformedEnv(base_env, policy.make_tensordict_primer())
+        torch.manual_seed(args.seed)  # the prior baseline's skill draws are repeatable too
+        t0 = time.perf_counter()
+        episodes, rollouts = run_episodes(env, policy, seeds, max_steps, args.success_distance, name, progress)
+        results[name] = {"summary": summarize(episodes, time.perf_counter() - t0), "episodes": episodes}
+        all_rollouts[name] = rollouts
+    goals = {name: [ep["goal"] for ep in r["episodes"]] for name, r in results.items()}
+    if any(g != goals["planner"] for g in goals.values()):
+        raise RuntimeError("The methods did not see the same goals; the env seeding is not repeatable.")
+
+    label = f"{args.env}, {args.episodes} episodes"
+    plot_trajectories(
+        out_dir / "planner_trajectories.png", maze, all_rollouts["planner"], results["planner"]["episodes"],
+        f"CEM over skills ({label}); x: world-model skill end points", args.xy_indices, args.plot_episodes, True,
+        radius=args.success_distance,
+    )  # fmt: skip
+    failed = [k for k, ep in enumerate(results["planner"]["episodes"]) if not ep["success"]][: args.plot_episodes]
+    if failed:
+        plot_trajectories(
+            out_dir / "planner_failures.png", maze, [all_rollouts["planner"][k] for k in failed],
+            [results["planner"]["episodes"][k] for k in failed], f"CEM over skills, failed episodes ({label})",
+            args.xy_indices, args.plot_episodes, True, indices=failed, radius=args.success_distance,
+        )  # fmt: skip
+    for name in policies:
+        if name != "planner":
+            plot_trajectories(
+                out_dir / f"{name}_trajectories.png", maze, all_rollouts[name], results[name]["episodes"],
+                f"baseline '{name}' ({label})", args.xy_indices, args.plot_episodes, name == "prior",
+                radius=args.success_distance,
+            )  # fmt: skip
+    plot_summary(out_dir / "summary.png", results, label)
+
+    report = {
+        "env": args.env,
+        "dataset": args.dataset,
+        "checkpoint": str(ckpt_path),
+        "model": dict(model.hparams),
+        "config": vars(args),
+        "timing_s": {"dataset": dataset_s, "training": train_s, "total": time.perf_counter() - t_start},
+        "methods": results,
+    }
+    with open(out_dir / "results.json", "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"\n{label}; total {report['timing_s']['total']:.0f}s (dataset {dataset_s:.0f}s, training {train_s:.0f}s)")
+    for name, r in results.items():
+        s = r["summary"]
+        plan = f", planning {s['planning_ms_per_replan_mean']:.0f} ms/replan" if s["replans"] else ""
+        print(
+            f"  {name:>8}: success {s['success_rate']:.2f}, final distance {s['mean_final_distance']:.2f}, "
+            f"steps {s['mean_steps']:.0f}{plan}"
+        )
+    print(f"results and plots in {out_dir}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""make_skill_planner (TorchRL's CEMPlanner over SkillModelEnv) and the SkillMPCPolicy executor."""
+from __future__ import annotations
+
+import gymnasium as gym
+import gymnasium_robotics
+import pytest
+import torch
+from tensordict import TensorDict
+from test_skill_model_env import linear_skill_model
+from torchrl.envs import GymEnv, TransformedEnv
+from torchrl.modules import CEMPlanner
+
+from torchrl_skills.envs.skill_model_env import SkillModelEnv
+from torchrl_skills.modules import SkillModel
+from torchrl_skills.modules.skill_planner import SkillMPCPolicy, make_skill_planner
+
+gym.register_envs(gymnasium_robotics)
+
+
+def small_model(seed: int = 0) -> SkillModel:
+    torch.manual_seed(seed)
+    return SkillModel(state_dim=4, action_dim=2, z_dim=8, hidden_dim=32)
+
+
+def test_make_skill_planner_defaults():
+    planner = make_skill_planner(small_model())
+    assert isinstance(planner, CEMPlanner) and isinstance(planner.env, SkillModelEnv)
+    assert (planner.planning_horizon, planner.num_candidates, planner.top_k, planner.optim_steps) == (3, 1000, 200, 10)
+    assert planner.env.eps_penalty == 10.0
+    with pytest.raises(ValueError, match="top_k"):
+        make_skill_planner(small_model(), num_candidates=10, top_k=20)
+    with pytest.raises(TypeError, match="env_kwargs"):
+        make_skill_planner(planner.env, eps_penalty=1.0)
+
+
+def test_cem_reaches_goal_of_linear_world_model():
+    """World model s' = s + eps: with one skill and a tiny penalty the optimum is eps = g - s."""
+    torch.manual_seed(0)
+    model = linear_skill_model()
+    planner = make_skill_planner(model, planning_horizon=1, num_candidates=500, top_k=50, eps_penalty=1e-3)
+    start = torch.tensor([[0.0, 0.0], [1.0, -1.0], [0.5, 0.5]])
+    goal = torch.tensor([[1.5, -1.0], [0.0, 0.0], [-1.0, 1.0]])
+    td = planner(planner.env.reset(TensorDict({"observation": start, "goal": goal}, [3])))
+    reached = start + td["action"]
+    assert (reached - goal).norm(dim=-1).max() < 0.1
+
+
+def test_cem_receding_horizon_reaches_goal_of_linear_world_model():
+    """Three skills planned, the first executed, replanned: the linear world model reaches the goal."""
+    torch.manual_seed(0)
+    model = linear_skill_model()
+    planner = make_skill_planner(model, planning_horizon=3, num_candidates=1000, top_k=100, eps_penalty=0.05)
+    goal, state = torch.tensor([3.0, -1.5]), torch.zeros(2)
+    for i in range(5):
+        eps = planner(planner.env.reset(TensorDict({"observation": state, "goal": goal}, [])))["action"]
+        assert eps.shape == (2,)
+        if i == 0:  # the first skill heads for the goal
+            assert torch.cosine_similarity(eps, goal, dim=0) > 0.99
+        state = state + eps
+    assert (state - goal).norm() < 0.1
+
+
+def make_policy_env(max_episode_steps: int, replan_every: int, planner=True):
+    model = small_model()
+    base = GymEnv("PointMaze_UMaze-v3", continuing_task=False, max_episode_steps=max_episode_steps)
+    planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2) if planner else None
+    policy = SkillMPCPolicy(model, planner, replan_every=replan_every, action_spec=base.action_spec)
+    return model, policy, TransformedEnv(base, policy.make_tensordict_primer())
+
+
+def test_executor_replans_every_replan_every_steps_and_stops_at_episode_end():
+    model, policy, env = make_policy_env(max_episode_steps=25, replan_every=10)
+    env.set_seed(0)
+    rollout = env.rollout(100, policy)  # stops at the time limit (truncation) after 25 steps
+    assert rollout.shape == (25,) and rollout["next", "done"][-1].item()
+    steps = rollout["skill_step"].squeeze(-1)
+    assert steps.tolist() == list(range(10)) * 2 + list(range(5))
+    assert len(policy.planning_times) == 3  # at steps 0, 10, 20
+    # between replans the skill is constant, and the action is the policy mean for that skill
+    skill = rollout["next", "skill"]
+    for start in (0, 10, 20):
+        assert (skill[start : start + 5] == skill[start]).all()
+    assert not torch.equal(skill[0], skill[10])
+    state = rollout["observation"].float()
+    loc, _ = model.skill_policy(state, skill)
+    torch.testing.assert_close(rollout["action"], loc.clamp(-1, 1))
+
+
+def test_executor_replans_at_reset_inside_a_rollout():
+    _, policy, env = make_policy_env(max_episode_steps=25, replan_every=10)
+    env.set_seed(1)
+    rollout = env.rollout(40, policy, break_when_any_done=False)  # an auto-reset after step 25
+    steps = rollout["skill_step"].squeeze(-1).tolist()
+    assert steps == list(range(10)) * 2 + list(range(5)) + list(range(10)) + list(range(5))
+    assert len(policy.planning_times) == 5
+
+
+def test_executor_batched_only_replans_where_needed():
+    model = small_model()
+    planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2)
+    policy = SkillMPCPolicy(model, planner, replan_every=5)
+    old_skill = torch.randn(3, 8)
+    td = TensorDict(
+        {
+            "observation": torch.randn(3, 4, dtype=torch.float64),
+            "desired_goal": torch.randn(3, 2, dtype=torch.float64),
+            "skill": old_skill,
+            "skill_step": torch.tensor([[0], [3], [4]]),
+            "skill_end": torch.zeros(3, 4),
+        },
+        [3],
+    )
+    out = policy(td)
+    new_skill = out["next", "skill"]
+    assert not torch.equal(new_skill[0], old_skill[0]) and torch.equal(new_skill[1:], old_skill[1:])
+    assert out["next", "skill_step"].squeeze(-1).tolist() == [1, 4, 0]
+    assert out["action"].shape == (3, 2) and len(policy.planning_times) == 1
+    expected_end, _ = model.skill_world_model(td["observation"][:1].float(), new_skill[:1])
+    torch.testing.assert_close(out["next", "skill_end"][:1], expected_end)
+
+
+def test_prior_baseline_draws_skills_from_the_prior():
+    _, policy, env = make_policy_env(max_episode_steps=20, replan_every=10, planner=False)
+    rollout = env.rollout(20, policy)
+    assert len(policy.planning_times) == 2
+    assert not torch.equal(rollout["next", "skill"][0], rollout["next", "skill"][10])
+
+
+def test_executor_errors_name_the_fix():
+    model = small_model()
+    policy = SkillMPCPolicy(model, make_skill_planner(model, num_candidates=8, top_k=2, optim_steps=1))
+    td = TensorDict({"observation": torch.zeros(4), "desired_goal": torch.zeros(2)})
+    with pytest.raises(KeyError, match="make_tensordict_primer"):
+        policy(td.clone())
+    primed = policy.make_tensordict_primer()(td.clone())
+    with pytest.raises(KeyError, match="desired_goal"):
+        policy(primed.exclude("desired_goal"))
+    with pytest.raises(ValueError, match="goal of size 3"):
+        policy(primed.clone().set("desired_goal", torch.zeros(3)))
+    with pytest.raises(ValueError, match="state of size 5"):
+        policy(primed.clone().set("observation", torch.zeros(5)))
+    with pytest.raises(ValueError, match="different SkillModel"):
+        SkillMPCPolicy(small_model(1), make_skill_planner(model))
+    with pytest.raises(ValueError, match="replan_every"):
+        SkillMPCPolicy(model, None, replan_every=0)
+
+
+def test_eps_bound_keeps_candidates_in_the_box():
+    """A far goal makes CEM push the noise out; with eps_bound it stops at the bound."""
+    torch.manual_seed(0)
+    planner = make_skill_planner(linear_skill_model(), num_candidates=500, top_k=50, eps_penalty=0.01, eps_bound=1.0)
+    td = planner.env.reset(TensorDict({"observation": torch.zeros(2), "goal": torch.tensor([10.0, 0.0])}, []))
+    eps = planner(td)["action"]
+    assert eps.abs().max() <= 1.0 and eps[0] > 0.9
+    with pytest.raises(ValueError, match="eps_bound"):
+        make_skill_planner(linear_skill_model(), eps_bound=0.0)

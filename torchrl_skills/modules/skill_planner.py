@@ -1,0 +1,320 @@
+"""Planning over skills: TorchRL's CEMPlanner on a :class:`SkillModelEnv`, and a replanning executor.
+
+:func:`make_skill_planner` builds :class:`~torchrl.modules.CEMPlanner` with the defaults of Freed
+et al. (ICML 2023): 3 skills planned, 1000 candidates, 200 elites, 10 iterations.
+:class:`SkillMPCPolicy` is a TorchRL policy for a real environment: it plans, maps the first
+planned noise to a skill with the prior, runs the deterministic low-level skill policy for
+``replan_every`` env steps, then plans again.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+from torchrl.data import TensorSpec, Unbounded
+from torchrl.envs.transforms import TensorDictPrimer
+from torchrl.modules import CEMPlanner
+from torchrl.modules.planners.common import MPCPlannerBase
+
+from torchrl_skills.envs.skill_model_env import SkillModelEnv
+from torchrl_skills.modules.skill_model import SkillModel
+
+__all__ = ["SkillMPCPolicy", "make_skill_planner"]
+
+
+def make_skill_planner(
+    env: SkillModelEnv | SkillModel,
+    planning_horizon: int = 3,
+    num_candidates: int = 1000,
+    top_k: int = 200,
+    optim_steps: int = 10,
+    **env_kwargs,
+) -> CEMPlanner:
+    """Builds TorchRL's :class:`~torchrl.modules.CEMPlanner` over a :class:`SkillModelEnv`.
+
+    CEM starts from ``N(0, 1)`` in each of ``planning_horizon`` steps, which in the env's action
+    space is exactly the skill prior; each iteration rolls ``num_candidates`` noise sequences
+    through the world model, keeps the ``top_k`` with the highest summed reward (lowest
+    ``min_i cost + lambda * mean(eps^2)``) and refits the Gaussian to them. The planner returns
+    the mean noise of the first skill.
+
+    Args:
+        env (SkillModelEnv or SkillModel): the planning env, or a skill model to build one from
+            with ``env_kwargs`` (e.g. ``xy_indices``, ``eps_penalty``, ``cost``).
+        planning_horizon (int, optional): skills planned ahead (``L``). Defaults to ``3``.
+        num_candidates (int, optional): candidates per iteration (``K``). Defaults to ``1000``.
+        top_k (int, optional): elites refitted on. Defaults to ``200``.
+        optim_steps (int, optional): CEM iterations. Defaults to ``10``.
+        **env_kwargs: passed to :class:`SkillModelEnv` when ``env`` is a skill model.
+
+    Returns:
+        CEMPlanner: reads ``"observation"``, ``"goal"`` and ``"min_cost"`` (a tensordict that
+        went through ``planner.env.reset``) of batch ``[]`` or ``[B]`` and writes ``"action"``,
+        the first planned noise.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl_skills.modules import SkillModel
+        >>> model = SkillModel(state_dim=4, action_dim=2, z_dim=8, hidden_dim=32)
+        >>> planner = make_skill_planner(model, num_candidates=64, top_k=8, optim_steps=2)
+        >>> td = planner.env.reset(TensorDict({"observation": torch.zeros(4), "goal": torch.ones(2)}))
+        >>> planner(td)["action"].shape
+        torch.Size([8])
+    """
+    if isinstance(env, SkillModel):
+        env = SkillModelEnv(env, **env_kwargs)
+    elif env_kwargs:
+        raise TypeError(f"env_kwargs {sorted(env_kwargs)} are only used when a SkillModel is passed, not an env.")
+    if not isinstance(env, SkillModelEnv):
+        raise TypeError(f"make_skill_planner expects a SkillModelEnv or a SkillModel, got {type(env).__name__}.")
+    if not 0 < top_k <= num_candidates:
+        raise ValueError(f"Need 0 < top_k <= num_candidates, got top_k={top_k}, num_candidates={num_candidates}.")
+    if top_k < 2:
+        # CEM refits a standard deviation on the elites: one elite gives NaN stds.
+        raise ValueError(f"top_k must be >= 2 (CEM refits a std on the elites), got {top_k}.")
+    if planning_horizon < 1 or optim_steps < 1:
+        raise ValueError(
+            f"planning_horizon and optim_steps must be >= 1, got {planning_horizon} and {optim_steps}."
+        )
+    # TorchRL 0.14.1 quirk: CEMPlanner's candidate setter (_PrecomputedActionsSequentialSetter)
+    # always writes the key "action", whatever `action_key` the planner was given; with any other
+    # key the imagined rollout fails with a missing-key error on the env's action. SkillModelEnv
+    # therefore fixes its action entry to "action", and the planner is built with that key.
+    if env.action_key != "action":
+        raise ValueError(
+            f"CEMPlanner (TorchRL 0.14.1) writes candidates under 'action', but the env's action key is "
+            f"{env.action_key!r}. Use a SkillModelEnv with the default action key."
+        )
+    return CEMPlanner(
+        env,
+        planning_horizon=planning_horizon,
+        optim_steps=optim_steps,
+        num_candidates=num_candidates,
+        top_k=top_k,
+        reward_key=("next", "reward"),
+        action_key="action",
+    )
+
+
+class SkillMPCPolicy(TensorDictModuleBase):
+    """Replanning skill executor: plan, run the first skill for ``replan_every`` steps, replan.
+
+    A TorchRL policy for real environments (e.g. ``GymEnv("PointMaze_Medium-v3")`` with its dict
+    observations). When the skill counter is 0 it plans from the current state towards the goal
+    read from the env (``desired_goal``), maps the first planned noise to a skill with the prior,
+    ``z = mu(s) + sigma(s) * eps``, and stores ``z``; every call then outputs the deterministic
+    action of the low-level policy ``pi(a | s, z)`` (its mean) and advances the counter, which
+    wraps to 0 after ``replan_every`` steps.
+
+    The skill, the counter and the world model's prediction of where the skill ends are carried
+    in the tensordict, as TorchRL's recurrent modules carry their hidden states: the policy reads
+    them at the root and writes the updated values under ``"next"``. Add
+    :meth:`make_tensordict_primer` to the env so that they are registered, carried from one step
+    to the next and reset to 0 at every reset (which makes the policy plan at the first step of
+    each episode). Batched envs (``[B]``) are supported: only the entries whose counter is 0 are
+    planned, in one batched planner call.
+
+    With ``planner=None``, skills are drawn from the prior (``eps ~ N(0, 1)``) instead of planned:
+    the "no planning" baseline.
+
+    Keys (configurable):
+
+    ===========================  ========  ==================================================
+    key                          io        meaning
+    ===========================  ========  ==================================================
+    ``observation_key``          in        the model's state; a list of keys is concatenated
+    ``goal_key``                 in        the goal (``"desired_goal"``)
+    ``"skill"``                  in/next   the skill being executed ``[*, z_dim]``
+    ``"skill_step"``             in/next   env steps already run with it, int64 ``[*, 1]``
+    ``"skill_end"``              in/next   world-model mean of its end state ``[*, state_dim]``
+    ``"action"``                 out       the low-level action
+    ===========================  ========  ==================================================
+
+    A root ``"skill_step"`` of 0 marks the steps at which the policy (re)planned; the new skill
+    and its predicted end are then under ``("next", "skill")`` and ``("next", "skill_end")``.
+
+    Args:
+        skill_model (SkillModel): the trained skill model.
+        planner (MPCPlannerBase, optional): a planner over a :class:`SkillModelEnv` of the same
+            model, e.g. from :func:`make_skill_planner`. ``None`` draws skills from the prior.
+        replan_every (int, optional): env steps per planned skill. Defaults to ``30``.
+        observation_key (NestedKey or list of NestedKey, optional): the env entry (or entries,
+            concatenated in order) the model was trained on. Defaults to ``"observation"``.
+        goal_key (NestedKey, optional): the env's goal entry. Defaults to ``"desired_goal"``.
+        action_key (NestedKey, optional): Defaults to ``"action"``.
+        action_spec (TensorSpec, optional): the env's action spec; actions are projected onto
+            it (clipped to the bounds) and cast to its dtype.
+        skill_key, skill_step_key, skill_end_key (NestedKey, optional): keys of the carried state.
+
+    Attributes:
+        planning_times (list of float): seconds spent in each planning call, appended by every
+            call that (re)plans; clear it with ``policy.planning_times.clear()``.
+
+    Examples:
+        >>> import gymnasium as gym, gymnasium_robotics
+        >>> from torchrl.envs import GymEnv, TransformedEnv
+        >>> from torchrl_skills.modules import SkillModel
+        >>> gym.register_envs(gymnasium_robotics)
+        >>> model = SkillModel(state_dim=4, action_dim=2, z_dim=8, hidden_dim=32)
+        >>> env = GymEnv("PointMaze_UMaze-v3", continuing_task=False, max_episode_steps=50)
+        >>> planner = make_skill_planner(model, num_candidates=64, top_k=8, optim_steps=2)
+        >>> policy = SkillMPCPolicy(model, planner, replan_every=10, action_spec=env.action_spec)
+        >>> env = TransformedEnv(env, policy.make_tensordict_primer())
+        >>> rollout = env.rollout(50, policy)
+        >>> int((rollout["skill_step"] == 0).sum())  # planned at steps 0, 10, 20, 30, 40
+        5
+    """
+
+    def __init__(
+        self,
+        skill_model: SkillModel,
+        planner: MPCPlannerBase | None = None,
+        replan_every: int = 30,
+        observation_key: NestedKey | Sequence[NestedKey] = "observation",
+        goal_key: NestedKey = "desired_goal",
+        action_key: NestedKey = "action",
+        action_spec: TensorSpec | None = None,
+        skill_key: NestedKey = "skill",
+        skill_step_key: NestedKey = "skill_step",
+        skill_end_key: NestedKey = "skill_end",
+    ):
+        super().__init__()
+        if replan_every < 1:
+            raise ValueError(f"replan_every must be >= 1 env step, got {replan_every}.")
+        if planner is not None:
+            env = getattr(planner, "env", None)
+            if not isinstance(env, SkillModelEnv):
+                raise TypeError(
+                    "SkillMPCPolicy needs a planner over a SkillModelEnv (see make_skill_planner), got a planner "
+                    f"over {type(env).__name__}."
+                )
+            if env.skill_model is not skill_model:
+                raise ValueError(
+                    "The planner's SkillModelEnv wraps a different SkillModel than the policy; plan and execute "
+                    "with the same model: make_skill_planner(model) and SkillMPCPolicy(model, planner)."
+                )
+        self.skill_model = skill_model
+        self.planner = planner
+        self.replan_every = int(replan_every)
+        if isinstance(observation_key, (str, tuple)):
+            self.observation_keys = [observation_key]
+        else:
+            self.observation_keys = list(observation_key)
+        self.goal_key, self.action_key = goal_key, action_key
+        self.action_spec = action_spec
+        self.skill_key, self.skill_step_key, self.skill_end_key = skill_key, skill_step_key, skill_end_key
+        self.in_keys = [*self.observation_keys, goal_key, skill_key, skill_step_key, skill_end_key]
+        self.out_keys = [action_key, ("next", skill_key), ("next", skill_step_key), ("next", skill_end_key)]
+        self.planning_times: list[float] = []
+
+    def make_tensordict_primer(self) -> TensorDictPrimer:
+        """A :class:`~torchrl.envs.TensorDictPrimer` registering (and zeroing at reset) the carried state.
+
+        Examples:
+            >>> from torchrl_skills.modules import SkillModel
+            >>> policy = SkillMPCPolicy(SkillModel(4, 2, z_dim=8, hidden_dim=32))
+            >>> sorted(policy.make_tensordict_primer().primers.keys())
+            ['skill', 'skill_end', 'skill_step']
+        """
+        model = self.skill_model
+        return TensorDictPrimer(
+            {
+                self.skill_key: Unbounded((model.z_dim,)),
+                self.skill_step_key: Unbounded((1,), dtype=torch.int64),
+                self.skill_end_key: Unbounded((model.state_dim,)),
+            },
+            expand_specs=True,
+        )
+
+    def _model_dtype(self) -> torch.dtype:
+        return next(self.skill_model.parameters()).dtype
+
+    def _get(self, tensordict: TensorDictBase, key: NestedKey, hint: str) -> torch.Tensor:
+        value = tensordict.get(key, None)
+        if value is None:
+            raise KeyError(f"SkillMPCPolicy found no {key!r} in the tensordict (keys: "
+                           f"{list(tensordict.keys(True, True))}). {hint}")
+        return value
+
+    def _state(self, tensordict: TensorDictBase) -> torch.Tensor:
+        hint = (
+            "Pass observation_key= the entry (or list of entries) the skill model was trained on, e.g. "
+            "['achieved_goal', 'observation'] for AntMaze."
+        )
+        parts = [self._get(tensordict, key, hint) for key in self.observation_keys]
+        state = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        if state.shape[-1] != self.skill_model.state_dim:
+            raise ValueError(
+                f"SkillMPCPolicy built a state of size {state.shape[-1]} from {self.observation_keys}, but the skill "
+                f"model expects {self.skill_model.state_dim}. {hint}"
+            )
+        return state.to(self._model_dtype())
+
+    @torch.no_grad()
+    def plan(self, state: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plans from a batch of states ``[N, state_dim]`` and goals ``[N, goal_dim]``.
+
+        Returns the skills ``[N, z_dim]`` (the first planned noise mapped through the prior) and
+        the world model's mean prediction of their end states ``[N, state_dim]``.
+        """
+        start = time.perf_counter()
+        if self.planner is None:
+            eps = torch.randn(*state.shape[:-1], self.skill_model.z_dim, device=state.device, dtype=state.dtype)
+        else:
+            env = self.planner.env
+            if goal.shape[-1] != env.goal_dim:
+                raise ValueError(
+                    f"SkillMPCPolicy read a goal of size {goal.shape[-1]} under {self.goal_key!r}, but the planning "
+                    f"env's cost compares {env.goal_dim} coordinates (xy_indices / goal_dim). Pass the matching "
+                    "goal_key, or build the SkillModelEnv with the matching xy_indices."
+                )
+            td = TensorDict({env.observation_key: state, env.goal_key: goal}, batch_size=state.shape[:-1])
+            td = self.planner(env.reset(td))
+            eps = td.get("action")
+        skill = self.skill_model.skill_from_noise(state, eps)
+        end, _ = self.skill_model.skill_world_model(state, skill)
+        self.planning_times.append(time.perf_counter() - start)
+        return skill, end
+
+    @torch.no_grad()
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        primer_hint = (
+            "The policy carries its skill and step counter in the tensordict: add its primer to the env, "
+            "env = env.append_transform(policy.make_tensordict_primer())."
+        )
+        state = self._state(tensordict)
+        skill_step = self._get(tensordict, self.skill_step_key, primer_hint)
+        skill = self._get(tensordict, self.skill_key, primer_hint).to(state.dtype)
+        skill_end = self._get(tensordict, self.skill_end_key, primer_hint).to(state.dtype)
+
+        replan = (skill_step.reshape(-1) % self.replan_every) == 0
+        if replan.any():
+            goal = self._get(
+                tensordict,
+                self.goal_key,
+                "The goal is read from the env; GymEnv's maze envs expose it as 'desired_goal' (pass goal_key= "
+                "otherwise).",
+            ).to(state.dtype)
+            flat_state = state.reshape(-1, state.shape[-1])
+            flat_goal = goal.reshape(-1, goal.shape[-1])
+            new_skill, new_end = self.plan(flat_state[replan], flat_goal[replan])
+            # Envs that do not replan keep their skill; a masked write covers [] and [B] alike.
+            skill = skill.reshape(-1, skill.shape[-1]).clone()
+            skill_end = skill_end.reshape(-1, skill_end.shape[-1]).clone()
+            skill[replan] = new_skill
+            skill_end[replan] = new_end
+            skill = skill.reshape(*state.shape[:-1], -1)
+            skill_end = skill_end.reshape(*state.shape[:-1], -1)
+
+        action, _ = self.skill_model.skill_policy(state, skill)
+        if self.action_spec is not None:
+            action = self.action_spec.project(action.to(self.action_spec.dtype))
+        tensordict.set(self.action_key, action)
+        tensordict.set(("next", self.skill_key), skill)
+        tensordict.set(("next", self.skill_step_key), (skill_step + 1) % self.replan_every)
+        tensordict.set(("next", self.skill_end_key), skill_end)
+        return tensordict
