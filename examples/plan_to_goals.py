@@ -145,14 +145,9 @@ def train_or_load(args: argparse.Namespace, out_dir: Path):
         return load_skill_model(args.checkpoint, map_location=args.device), Path(args.checkpoint), 0.0
     from train_skill_model import main as train_main
 
-    if len(args.state_key) != 1:
-        raise ValueError(
-            "Training from this script takes one --state-key entry; train a model on the concatenated state "
-            "elsewhere and pass --checkpoint."
-        )
     train_dir = out_dir / "skill_model"
     train_argv = [
-        "--dataset", args.dataset, "--state-key", args.state_key[0], "--steps", str(args.train_steps),
+        "--dataset", args.dataset, "--state-key", *args.state_key, "--steps", str(args.train_steps),
         "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--z-dim", str(args.z_dim),
         "--hidden-dim", str(args.hidden_dim), "--lr", str(args.lr), "--device", args.device,
         "--seed", str(args.seed), "--out-dir", str(train_dir), "--logger", "csv",
@@ -165,7 +160,7 @@ def train_or_load(args: argparse.Namespace, out_dir: Path):
         same = all(
             saved.get(k) == v
             for k, v in {
-                "dataset": args.dataset, "state_key": args.state_key[0], "batch_size": args.batch_size,
+                "dataset": args.dataset, "state_key": list(args.state_key), "batch_size": args.batch_size,
                 "seq_len": args.seq_len, "z_dim": args.z_dim, "hidden_dim": args.hidden_dim, "seed": args.seed,
                 "lr": args.lr,
             }.items()

@@ -5,7 +5,8 @@ Default: the package's generated PointMaze medium dataset (generated on first us
 
     python examples/train_skill_model.py                        # CPU default, a few minutes
     python examples/train_skill_model.py --steps 200000 --seq-len 40 --lr 5e-5   # paper-like
-    python examples/train_skill_model.py --dataset D4RL/antmaze/medium-play-v1 --max-position-jump 1.0
+    python examples/train_skill_model.py --dataset D4RL/antmaze/medium-play-v1 --max-position-jump 1.0 \
+        --seq-len 30 --state-key achieved_goal observation    # x-y first, so planning can use it
     python examples/train_skill_model.py --resume               # continue where a run stopped
 
 Writes into --out-dir: checkpoint.pt (atomic, every --ckpt-every steps), a TorchRL logger
@@ -41,7 +42,8 @@ DEFAULT_DATASET = "torchrl_skills/pointmaze/medium-v0"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="Minari dataset id")
-    p.add_argument("--state-key", default="observation", help="observation entry used as the state")
+    p.add_argument("--state-key", nargs="+", default=["observation"],
+                   help="observation entry used as the state; several are concatenated (AntMaze: achieved_goal observation)")
     p.add_argument("--max-position-jump", type=float, default=None, help="split episodes at xy jumps larger than this")
     p.add_argument("--no-normalize", action="store_true", help="do not normalise states")
     p.add_argument("--seq-len", type=int, default=10, help="subtrajectory length T")
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> Path:
         args.dataset,
         seq_len=args.seq_len,
         batch_size=args.batch_size,
-        state_key=args.state_key,
+        state_key=args.state_key[0] if len(args.state_key) == 1 else list(args.state_key),
         max_position_jump=args.max_position_jump,
         seed=args.seed,
         device=device,

@@ -31,6 +31,15 @@ def test_state_key_selects_the_entry(tiny_dataset):
         load_minari_transitions(tiny_dataset, state_key=None)
 
 
+def test_list_of_state_keys_is_concatenated(tiny_dataset):
+    # AntMaze's "observation" has no x-y: the state is built as [achieved_goal, observation]
+    both = load_minari_transitions(tiny_dataset, state_key=["achieved_goal", "observation"])
+    xy = load_minari_transitions(tiny_dataset, state_key="achieved_goal")
+    obs = load_minari_transitions(tiny_dataset)
+    assert torch.equal(both["observation"], torch.cat([xy["observation"], obs["observation"]], -1))
+    assert torch.equal(both["next", "observation"][:, :2], xy["next", "observation"])
+
+
 def test_slices_never_cross_episodes(tiny_dataset):
     data = SkillDataset(tiny_dataset, seq_len=25, batch_size=64, valid_fraction=0.2)
     for _ in range(20):

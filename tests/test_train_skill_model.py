@@ -59,3 +59,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_
 def test_wrong_state_key_is_a_clear_error(tiny_dataset, tmp_path):
     with pytest.raises(KeyError, match="not an observation entry"):
         run(tiny_dataset, tmp_path, "--steps", "2", "--state-key", "position")
+
+
+def test_concatenated_state_keys(tiny_dataset, tmp_path):
+    ckpt = run(tiny_dataset, tmp_path, "--steps", "2", "--state-key", "achieved_goal", "observation")
+    assert load_skill_model(ckpt).state_dim == 6
+    assert torch.load(ckpt, weights_only=False)["state_key"] == ["achieved_goal", "observation"]

@@ -52,7 +52,11 @@ def _ensure_local(dataset_id: str, download: bool) -> None:
     )
 
 
-def _select(observations, state_key: NestedKey | None, dataset_id: str) -> np.ndarray:
+def _select(observations, state_key: NestedKey | list[NestedKey] | None, dataset_id: str) -> np.ndarray:
+    if isinstance(state_key, list):
+        # several entries form the state, e.g. AntMaze's x-y ("achieved_goal") + "observation"
+        parts = [np.asarray(_select(observations, key, dataset_id)) for key in state_key]
+        return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=-1)
     if state_key is None:
         if isinstance(observations, dict):
             raise ValueError(
@@ -74,7 +78,7 @@ def _select(observations, state_key: NestedKey | None, dataset_id: str) -> np.nd
 
 def load_minari_transitions(
     dataset_id: str,
-    state_key: NestedKey | None = "observation",
+    state_key: NestedKey | list[NestedKey] | None = "observation",
     *,
     download: bool = True,
     max_position_jump: float | None = None,
@@ -85,8 +89,10 @@ def load_minari_transitions(
     Args:
         dataset_id (str): Minari id, e.g. ``"D4RL/antmaze/medium-play-v1"`` or
             ``"torchrl_skills/pointmaze/medium-v0"``.
-        state_key (NestedKey or None, optional): observation entry used as the state (a tuple
-            for nested dicts; ``None`` for array observations). Defaults to ``"observation"``.
+        state_key (NestedKey, list of NestedKey or None, optional): observation entry used as the
+            state (a tuple for nested dicts; a list concatenates several entries in order, e.g.
+            ``["achieved_goal", "observation"]`` for AntMaze, whose ``observation`` holds no x-y;
+            ``None`` for array observations). Defaults to ``"observation"``.
         download (bool, optional): try :func:`minari.download_dataset` when the id is not in the
             local store. Defaults to ``True``.
         max_position_jump (float, optional): split an episode wherever the position moves more
@@ -176,8 +182,8 @@ class SkillDataset:
         dataset_id (str): Minari dataset id (local, or downloadable where there is internet).
         seq_len (int, optional): subtrajectory length ``T``. Defaults to ``10``.
         batch_size (int, optional): subtrajectories per batch ``B``. Defaults to ``100``.
-        state_key (NestedKey or None, optional): observation entry used as the state.
-            Defaults to ``"observation"``.
+        state_key (NestedKey, list of NestedKey or None, optional): observation entry used as
+            the state, or a list of entries to concatenate. Defaults to ``"observation"``.
         valid_fraction (float, optional): fraction of episodes held out. Defaults to ``0.05``.
         max_position_jump (float, optional): see :func:`load_minari_transitions`.
         position_indices (sequence of int, optional): see :func:`load_minari_transitions`.
@@ -200,7 +206,7 @@ class SkillDataset:
         seq_len: int = 10,
         batch_size: int = 100,
         *,
-        state_key: NestedKey | None = "observation",
+        state_key: NestedKey | list[NestedKey] | None = "observation",
         valid_fraction: float = 0.05,
         max_position_jump: float | None = None,
         position_indices: Sequence[int] = (0, 1),

@@ -11,6 +11,7 @@ from torchrl_skills.modules.skill_model import (
     TemporalAbstractWorldModel,
     load_skill_model,
 )
+from torchrl_skills.modules.skill_planner import SkillMPCPolicy, make_skill_planner
 from torchrl_skills.modules.transformer_policy import (
     GoalConditionedQValue,
     TransformerPolicy,
@@ -28,6 +29,8 @@ __all__ = [
     "StateNormalizer",
     "TemporalAbstractWorldModel",
     "load_skill_model",
+    "SkillMPCPolicy",
+    "make_skill_planner",
     # hierarchical latent goals (Part B)
     "ConvEncoder",
     "MLPEncoder",
