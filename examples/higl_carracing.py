@@ -59,7 +59,7 @@ from torchrl.objectives import ClipPPOLoss, ReinforceLoss, SACLoss, SoftUpdate, 
 from torchrl.record.loggers import get_logger
 
 from torchrl_skills.data.windows import make_window_replay_buffer
-from torchrl_skills.envs.hierarchical import HierarchicalEnv, make_window_env
+from torchrl_skills.envs.hierarchical import HierarchicalEnv, low_level_transitions, make_window_env
 from torchrl_skills.modules.encoders import ConvEncoder
 from torchrl_skills.modules.transformer_policy import make_goal_conditioned_critic, make_transformer_actor
 from torchrl_skills.objectives.latent_goal_reward import LatentWindowRelabel
@@ -224,10 +224,8 @@ def main(argv=None):
         pbar = tqdm(total=args.total_steps, initial=state["steps"], desc="higl-carracing", dynamic_ncols=True)
         for data in collector:
             data = data.reshape(-1)
-            rec = data.get(("next", "low_level"))
-            rec.set(("collector", "traj_ids"), data.get(("collector", "traj_ids")).unsqueeze(-1).expand(rec.shape))
-            rec = rec[rec.get("mask")]
-            rb.extend(rec.select(*low_keys, ("collector", "traj_ids")))
+            rec = low_level_transitions(data, low_keys)
+            rb.extend(rec)
             n_env = rec.numel()
             state["steps"] += n_env
             pbar.update(n_env)

@@ -59,7 +59,7 @@ from torchrl.objectives import ClipPPOLoss, ReinforceLoss, SACLoss, SoftUpdate, 
 from torchrl.record.loggers import get_logger
 
 from torchrl_skills.data.windows import make_window_replay_buffer
-from torchrl_skills.envs.hierarchical import HierarchicalEnv, make_window_env
+from torchrl_skills.envs.hierarchical import HierarchicalEnv, low_level_transitions, make_window_env
 from torchrl_skills.modules.encoders import MLPEncoder
 from torchrl_skills.modules.skill_embedding import SkillEmbedding, SkillMIEstimator
 from torchrl_skills.objectives.higl_skill_mi import SkillMILoss
@@ -343,10 +343,8 @@ def run_higl(args, seed, logger, ckpt_path, pbar):
     for data in collector:
         data = data.reshape(-1)
         # 1) low-level transitions -> window replay (trajectory id = the high-level episode)
-        rec = data.get(("next", "low_level"))
-        rec.set(("collector", "traj_ids"), data.get(("collector", "traj_ids")).unsqueeze(-1).expand(rec.shape))
-        rec = rec[rec.get("mask")]
-        rb.extend(rec.select(*low_keys, ("collector", "traj_ids")))
+        rec = low_level_transitions(data, low_keys)
+        rb.extend(rec)
         n_env = rec.numel()
         state["steps"] += n_env
         pbar.update(n_env)

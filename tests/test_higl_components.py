@@ -272,6 +272,14 @@ def test_high_level_acts_every_k_steps_and_gets_summed_reward():
     # consecutive low-level observations chain inside a high-level step
     obs, nxt = td["next", "low_level", "observation"], td["next", "low_level", "next", "observation"]
     torch.testing.assert_close(obs[0, 1:], nxt[0, :-1])
+    # flattened for replay: the 10 valid steps in order, chained across high-level steps
+    from torchrl_skills.envs import low_level_transitions
+
+    flat = low_level_transitions(td, keys=["observation", "action", ("next", "observation")])
+    assert flat.shape == (10,) and set(flat.keys()) == {"observation", "action", "next"}
+    torch.testing.assert_close(flat["observation"][1:], flat["next", "observation"][:-1])
+    with pytest.raises(KeyError, match="record_low_level=True"):
+        low_level_transitions(td.exclude(("next", "low_level")))
 
 
 def test_discrete_skill_variant():

@@ -24,7 +24,7 @@ from torchrl.data import Bounded, Categorical, Composite, TensorSpec, Unbounded
 from torchrl.envs import CatFrames, EnvBase, TransformedEnv, UnsqueezeTransform
 from torchrl.envs.utils import step_mdp
 
-__all__ = ["make_window_env", "HierarchicalEnv"]
+__all__ = ["make_window_env", "HierarchicalEnv", "low_level_transitions"]
 
 
 def make_window_env(
@@ -238,3 +238,42 @@ class HierarchicalEnv(EnvBase):
             record[:n] = torch.stack(steps, 0).update({"mask": torch.ones(n, dtype=torch.bool, device=self.device)})
             out.set("low_level", record)
         return out
+
+
+def low_level_transitions(
+    data: TensorDictBase,
+    keys: Sequence[NestedKey] | None = None,
+    traj_key: NestedKey = ("collector", "traj_ids"),
+) -> TensorDictBase:
+    """Flattens the low-level steps recorded by :class:`HierarchicalEnv` into one batch for replay.
+
+    Each high-level step of ``data`` (any batch shape, e.g. a collector batch) holds its ``k``
+    low-level steps under ``("next", "low_level")`` with a validity ``"mask"`` (an episode can
+    end before ``k`` steps). The valid steps are returned in order, each tagged with the
+    trajectory id of its high-level step (``traj_key``), so a slice sampler on that key never
+    builds a window across episodes.
+
+    Args:
+        data (TensorDictBase): high-level transitions with a ``("next", "low_level")`` record.
+        keys (sequence of NestedKey, optional): entries to keep (``traj_key`` is always kept).
+            Defaults to all of them.
+        traj_key (NestedKey, optional): trajectory id of the high-level steps, copied onto their
+            low-level steps when present. Defaults to ``("collector", "traj_ids")``.
+
+    Returns:
+        a TensorDict of batch ``[n_valid]``.
+    """
+    data = data.reshape(-1)
+    record = data.get(("next", "low_level"), None)
+    if record is None:
+        raise KeyError(
+            "low_level_transitions needs the ('next', 'low_level') record of a HierarchicalEnv built with "
+            "record_low_level=True."
+        )
+    traj = data.get(traj_key, None)
+    if traj is not None:
+        record.set(traj_key, traj.unsqueeze(-1).expand(record.shape))
+    record = record[record.get("mask")]
+    if keys is not None:
+        record = record.select(*keys, *([traj_key] if traj is not None else []))
+    return record
