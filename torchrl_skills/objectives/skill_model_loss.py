@@ -17,6 +17,9 @@ __all__ = ["SkillModelLoss", "normal_log_prob", "normal_kl"]
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+# The two Gaussian helpers below are the formulas of torch.distributions.Normal.log_prob and
+# kl_divergence(Normal, Normal), written out so the loss builds no distribution objects (and runs
+# no argument validation) per call; tests check them against torch.distributions.
 def normal_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Log-density of a diagonal Gaussian, summed over the last dimension."""
     return (-0.5 * ((x - loc) / scale).pow(2) - scale.log() - _HALF_LOG_2PI).sum(-1)
