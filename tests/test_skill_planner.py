@@ -95,6 +95,20 @@ def test_executor_replans_at_reset_inside_a_rollout():
     assert len(policy.planning_times) == 5
 
 
+def test_executor_in_a_torchrl_collector():
+    from torchrl.collectors import Collector  # SyncDataCollector in earlier torchrl releases
+
+    _, policy, env = make_policy_env(max_episode_steps=25, replan_every=10)
+    collector = Collector(env, policy, frames_per_batch=20, total_frames=40)
+    policy.planning_times.clear()  # the collector runs the policy once at construction to read its outputs
+    batches = [batch.clone() for batch in collector]
+    collector.shutdown()
+    steps = torch.cat([b["skill_step"].reshape(-1) for b in batches]).tolist()
+    # 25-step episodes: replans at 0, 10, 20, then at the reset (step 25) and 10 steps later
+    assert steps == list(range(10)) * 2 + list(range(5)) + list(range(10)) + list(range(5))
+    assert len(policy.planning_times) == 5
+
+
 def test_executor_batched_only_replans_where_needed():
     model = small_model()
     planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2)
