@@ -372,8 +372,9 @@ def main(argv: list[str] | None = None) -> dict:
     from torchrl.envs.utils import RandomPolicy
 
     from torchrl_skills.modules.skill_planner import SkillMPCPolicy, make_skill_planner
-    from torchrl_skills.utils import seed_everything
+    from torchrl_skills.utils import resolve_device, seed_everything
 
+    resolve_device(args.device)  # fails early, with the fix, when CUDA is asked for but absent
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress

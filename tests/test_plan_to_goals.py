@@ -54,3 +54,12 @@ def test_tiny_end_to_end(tiny_dataset, tmp_path):
 def test_missing_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="local Minari store"):
         plan_main(["--dataset", "D4RL/antmaze/medium-play-v1", "--out-dir", str(tmp_path), *TINY])
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="--device cpu"):
+        plan_main(["--device", "cuda", "--out-dir", str(tmp_path), "--no-progress"])
