@@ -14,7 +14,10 @@ HIGL (SPEC Part B):
 - low level: ``TransformerPolicy`` actor over windows of ``seq_len`` (E(s), goal) tokens and
   twin ``Q(E(s), a, g)``, trained with torchrl's ``SACLoss`` (auto entropy, target -|A|,
   ``SoftUpdate``) on ``-||E(s_{t+1}) - z_g||^2`` recomputed at sample time
-  (+ ``--extrinsic-coef`` x the sparse task reward, so the low level also sees the task);
+  (+ ``--extrinsic-coef`` x the sparse task reward, so the low level also sees the task; the
+  default 10 keeps the rare success visible next to the latent term, up to 4 per step on the
+  unit sphere. SACLoss's default smooth-L1 critic loss caps each sample's gradient, so weights
+  above ~10 change nothing: 10 and 30 trained identically);
 - high level: every ``k`` steps a latent goal from a TanhNormal MLP policy on the state,
   trained with ``ClipPPOLoss`` (or ``ReinforceLoss``) on the semi-MDP of ``HierarchicalEnv``
   (k-step summed task reward, GAE with ``gamma ** k``).
@@ -22,9 +25,13 @@ HIGL (SPEC Part B):
 Flat SAC baseline: torchrl ``SACLoss`` with MLP actor and twin MLP critics on the same state,
 same env steps, same updates per env step, same batch size and learning rate.
 
-CPU default (about 10-15 min on 2 shared cores; ``torch.set_num_threads(1)``)::
+CPU default (2 seeds x 20k env steps per method, 0.25 updates per env step for both; about
+10 min on 2 shared cores, ``torch.set_num_threads(1)``)::
 
     python examples/higl_pointmaze.py
+
+Measured (final success over 20 evaluation episodes, seeds 0 / 1): HIGL 0.30 / 0.15 (mean 0.225),
+flat SAC 0.10 / 0.10 (mean 0.10), random actions 0.15 / 0.10 (mean 0.125); 9.6 min wall.
 
 Full-size configuration (SPEC B2 defaults: 5 updates per env step, seq_len 10, latent 64,
 d_model 128; a GPU or a long CPU run)::
@@ -79,7 +86,7 @@ def parse_args(argv=None):
     p.add_argument("--algos", nargs="+", default=["higl", "sac"], choices=["higl", "sac"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--seed", type=int, default=None, help="single seed (overrides --seeds)")
-    p.add_argument("--total-steps", type=int, default=10_000, help="env steps per run")
+    p.add_argument("--total-steps", type=int, default=20_000, help="env steps per run")
     p.add_argument("--warmup-steps", type=int, default=500, help="random-action steps before learning")
     p.add_argument("--utd", type=float, default=0.25, help="gradient updates per env step (both methods)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -97,7 +104,7 @@ def parse_args(argv=None):
     p.add_argument("--high-algo", default="ppo", choices=["ppo", "reinforce"])
     p.add_argument("--high-steps-per-batch", type=int, default=20, help="high-level steps per collector batch")
     p.add_argument("--ppo-epochs", type=int, default=4)
-    p.add_argument("--extrinsic-coef", type=float, default=1.0, help="weight of the task reward in the low-level reward")
+    p.add_argument("--extrinsic-coef", type=float, default=10.0, help="weight of the task reward in the low-level reward")
     p.add_argument("--latent-coef", type=float, default=1.0, help="weight of -||E(s') - z_g||^2 in the low-level reward")
     p.add_argument("--goal-relabel-prob", type=float, default=0.5, help="hindsight relabelling of low-level goals")
     p.add_argument("--relabel-horizon", type=int, default=None, help="furthest future step for relabelled goals (default k)")
@@ -111,7 +118,7 @@ def parse_args(argv=None):
     p.add_argument("--sac-frames-per-batch", type=int, default=200)
     # infrastructure
     p.add_argument("--num-workers", type=int, default=1, help=">1 uses torchrl's MultiSyncCollector")
-    p.add_argument("--eval-every", type=int, default=2_500)
+    p.add_argument("--eval-every", type=int, default=4_000)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--device", default="cpu")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb"])
@@ -229,8 +236,9 @@ def run_sac(args, seed, logger, ckpt_path, pbar):
         rb.extend(data.select(STATE_KEY, "action", ("next", STATE_KEY), ("next", "reward"), ("next", "done"), ("next", "terminated")))
         state["steps"] += data.numel()
         pbar.update(data.numel())
-        if state["steps"] >= args.warmup_steps:
-            for _ in range(int(round(data.numel() * args.utd))):
+        n_updates = int(round(data.numel() * args.utd)) if state["steps"] >= args.warmup_steps else 0
+        if n_updates:
+            for _ in range(n_updates):
                 out = loss(rb.sample().to(device))
                 total = out["loss_actor"] + out["loss_qvalue"] + out["loss_alpha"]
                 optim.zero_grad(); total.backward(); optim.step(); updater.step()
@@ -357,8 +365,9 @@ def run_higl(args, seed, logger, ckpt_path, pbar):
             high_optim.zero_grad(); h_total.backward(); high_optim.step()
         logger.log_scalar("high_return", data["next", "reward"].mean().item(), state["steps"])
         # 3) low level SAC + encoder contrastive updates on replayed windows
-        if state["steps"] >= args.warmup_steps and len(rb) > relabel.slice_len * 4:
-            for _ in range(int(round(n_env * args.utd))):
+        n_updates = int(round(n_env * args.utd)) if state["steps"] >= args.warmup_steps and len(rb) > relabel.slice_len * 4 else 0
+        if n_updates:
+            for _ in range(n_updates):
                 slices = rb.sample().to(device).reshape(args.batch_size, relabel.slice_len)
                 out = sac(relabel(slices))
                 total = out["loss_actor"] + out["loss_qvalue"] + out["loss_alpha"]
