@@ -23,7 +23,7 @@ from torchrl_skills.data import pointmaze  # noqa: E402
 from torchrl_skills.data.pointmaze import (  # noqa: E402
     DEFAULT_NUM_STEPS,
     FULL_NUM_STEPS,
-    MazePlanner,
+    MazeGrid,
     WaypointController,
     ensure_pointmaze_dataset,
     generate_pointmaze_dataset,
@@ -50,7 +50,7 @@ def _generate(maze="medium", num_steps=3000, **kwargs):
 
 
 def test_planner_umaze_hand_checked_path():
-    planner = MazePlanner(U_MAZE)
+    planner = MazeGrid(U_MAZE)
     # Row 1 is the top corridor, row 3 the bottom one, joined through column 3.
     expected = [(1, 1), (1, 2), (1, 3), (2, 3), (3, 3), (3, 2), (3, 1)]
     assert planner.shortest_path((1, 1), (3, 1)) == expected
@@ -70,7 +70,7 @@ def test_planner_umaze_hand_checked_path():
 
 
 def test_planner_open_room_is_manhattan():
-    planner = MazePlanner(OPEN)
+    planner = MazeGrid(OPEN)
     free = np.flatnonzero(planner.free.ravel())
     rows, cols = np.divmod(free, planner.width)
     manhattan = np.abs(rows[:, None] - rows[None]) + np.abs(cols[:, None] - cols[None])
@@ -78,7 +78,7 @@ def test_planner_open_room_is_manhattan():
 
 
 def test_planner_next_cell_is_a_shortest_path_step():
-    planner = MazePlanner(LARGE_MAZE)
+    planner = MazeGrid(LARGE_MAZE)
     c, g = np.nonzero(planner.distance > 0)
     nxt = planner.next_cell[c, g]
     assert (nxt >= 0).all()
@@ -92,7 +92,7 @@ def test_planner_matches_env_geometry():
     env = gym.make("PointMaze_Medium-v3")
     try:
         maze = env.unwrapped.maze
-        planner = MazePlanner.from_env(env)
+        planner = MazeGrid.from_env(env)
         for index in range(planner.n_cells):
             rowcol = np.array(planner.rowcol(index))
             np.testing.assert_allclose(planner.cell_centres[index], maze.cell_rowcol_to_xy(rowcol))
@@ -105,13 +105,13 @@ def test_planner_matches_env_geometry():
 
 
 def test_controller_pd_law_and_clipping():
-    controller = WaypointController(MazePlanner(U_MAZE), kp=2.0, kd=0.5, action_noise=0.0)
+    controller = WaypointController(MazeGrid(U_MAZE), kp=2.0, kd=0.5, action_noise=0.0)
     # In the goal cell the waypoint is the goal: a = kp * (goal - pos) - kd * vel.
     action = controller([-1.0, -1.0, 0.2, -0.2], [-0.9, -1.1])
     np.testing.assert_allclose(action, [2 * 0.1 - 0.5 * 0.2, 2 * -0.1 + 0.5 * 0.2], atol=1e-6)
     assert action.dtype == np.float32
     np.testing.assert_array_equal(controller([-1.0, 1.0, 0.0, 0.0], [-1.0, -1.0]), [1.0, 0.0])
-    noisy = WaypointController(MazePlanner(U_MAZE), action_noise=5.0, seed=0)
+    noisy = WaypointController(MazeGrid(U_MAZE), action_noise=5.0, seed=0)
     actions = np.stack([noisy([-1.0, -1.0, 0.0, 0.0], [-1.0, -1.0]) for _ in range(100)])
     assert (np.abs(actions) <= 1).all() and actions.std() > 0.5
 
@@ -337,3 +337,31 @@ def test_minari_experience_replay_reads_dataset(store, tmp_path, quiet_torchrl):
 def test_minari_experience_replay_without_workaround(store, tmp_path, quiet_torchrl):
     replay = _load_replay(_generate("umaze", num_steps=2000), tmp_path / "torchrl")
     assert replay[:]["action"].abs().sum() > 0
+
+
+def test_custom_layout_generates_and_loads(store):
+    from torchrl_skills.data import SkillDataset
+
+    layout = [
+        [1, 1, 1, 1, 1, 1],
+        [1, 0, 0, 0, 0, 1],
+        [1, 0, 1, 1, 0, 1],
+        [1, 0, 0, 1, 0, 1],
+        [1, 1, 1, 1, 1, 1],
+    ]
+    dataset_id = _generate(layout, num_steps=1200, episode_length=400, seed=3)
+    assert dataset_id.startswith("torchrl_skills/pointmaze/custom-")
+    stored = minari.load_dataset(dataset_id).storage.metadata["torchrl_skills_generator"]
+    assert stored["maze_map"] == layout
+    assert stored["goal_reaching_rate"] >= 0.95
+    data = SkillDataset(dataset_id, seq_len=10, batch_size=4, valid_fraction=0.0)
+    xy = data.train_buffer[:]["observation"][:, :2]
+    grid = MazeGrid(layout)
+    # every visited position lies in a free cell of the custom layout
+    rows, cols = grid.cell_rowcol(xy.numpy())
+    assert grid.free[rows, cols].all()
+    assert ensure_pointmaze_dataset(layout, num_steps=1200, episode_length=400, seed=3) == dataset_id
+    with pytest.raises(ValueError, match="rectangular"):
+        _generate([[1, 1], [1, 0, 1]])
+    with pytest.raises(SystemExit):
+        main(["--maze-map", "[[1,1,1],[1,1,1],[1,1,1]]", "--no-progress"])

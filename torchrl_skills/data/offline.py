@@ -64,6 +64,9 @@ def _select(observations, state_key: NestedKey | list[NestedKey] | None, dataset
                 "state_key to choose which one is the state (e.g. state_key='observation')."
             )
         return observations
+    if state_key == "observation" and not isinstance(observations, dict):
+        # Array observations (e.g. OGBench's) are the env's "observation" as a whole.
+        return observations
     value = observations
     for part in (state_key,) if isinstance(state_key, str) else state_key:
         if not isinstance(value, dict) or part not in value:

@@ -5,7 +5,8 @@ module produces its own offline datasets from the *real* gymnasium-robotics
 ``PointMaze_{UMaze,Medium,Large}-v3`` environments, in the spirit of D4RL's
 ``maze2d`` data:
 
-* a :class:`MazePlanner` computes, once per maze, all-pairs shortest paths over the
+* a :class:`~torchrl_skills.data.maze_grid.MazeGrid` (the maze layer shared by every
+  generator) computes, once per maze, all-pairs shortest paths over the
   maze cells (breadth-first search on the 4-connected free-cell grid) and turns them
   into a ``next_cell[cell, goal_cell]`` lookup table;
 * a :class:`WaypointController` drives the ball with a PD law towards the next
@@ -33,23 +34,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
-import math
-import os
-import shutil
-import tempfile
 import time
 import warnings
-from pathlib import Path
-from typing import Any, Sequence
+
+from typing import Sequence
 
 import numpy as np
+
+from torchrl_skills.data.maze_grid import MazeGrid
+from torchrl_skills.data.minari_store import (
+    GENERATOR_METADATA_KEY,
+    dataset_path as _dataset_path,
+    read_generator_metadata as _read_metadata,
+    validate_dataset_id as _validate_dataset_id,
+    write_minari_dataset,
+)
 
 __all__ = [
     "DEFAULT_NUM_STEPS",
     "FULL_NUM_STEPS",
     "MAZES",
-    "MazePlanner",
+    "MazeGrid",
     "WaypointController",
     "ensure_pointmaze_dataset",
     "generate_pointmaze_dataset",
@@ -80,208 +87,18 @@ DEFAULT_GOAL_BUDGET = 500
 
 NAMESPACE = "torchrl_skills/pointmaze"
 DATASET_VERSION = 0
-# Key of the custom metadata entry holding the generator settings and statistics.
-# It is written last, so its presence also marks a complete dataset.
-GENERATOR_METADATA_KEY = "torchrl_skills_generator"
 
-# Neighbour offsets (row, col) on the cell grid: up, down, left, right. Their order
-# fixes how ties between equally short paths are broken.
-_NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-
-
-class MazePlanner:
-    """Shortest-path waypoint planner over the cells of a gymnasium-robotics maze.
-
-    All-pairs shortest paths are computed once, for all cells at the same time, with a
-    breadth-first search written as boolean matrix products on the cell adjacency
-    matrix. Cells are indexed in row-major order: ``index = row * width + col``
-    (``row`` 0 is the top row of ``maze_map``, as in gymnasium-robotics).
-
-    Args:
-        maze_map (list of lists): the maze layout, ``1`` for walls and anything else
-            (``0``, ``"r"``, ``"g"``, ``"c"``) for free cells, as in
-            ``env.unwrapped.maze.maze_map``.
-        maze_size_scaling (float, optional): side length of a cell in world
-            coordinates. Defaults to ``1.0`` (PointMaze).
-
-    Attributes:
-        free (np.ndarray): ``(height, width)`` boolean mask of free cells.
-        distance (np.ndarray): ``(n_cells, n_cells)`` shortest-path lengths in cells;
-            ``-1`` where there is no path (walls, disconnected cells).
-        next_cell (np.ndarray): ``(n_cells, n_cells)``; ``next_cell[c, g]`` is the
-            cell after ``c`` on a shortest path from ``c`` to ``g``, ``g`` itself when
-            ``c == g`` and ``-1`` when ``g`` cannot be reached from ``c``.
-        cell_centres (np.ndarray): ``(n_cells, 2)`` world ``(x, y)`` of each cell's
-            centre.
-
-    Examples:
-        >>> from gymnasium_robotics.envs.maze.maps import U_MAZE
-        >>> planner = MazePlanner(U_MAZE)
-        >>> planner.shortest_path((1, 1), (3, 1))
-        [(1, 1), (1, 2), (1, 3), (2, 3), (3, 3), (3, 2), (3, 1)]
-        >>> planner.next_waypoint([-1.0, 1.0], [-1.0, -1.0])  # centre of cell (1, 2)
-        array([0., 1.])
-    """
-
-    def __init__(self, maze_map: Sequence[Sequence[Any]], maze_size_scaling: float = 1.0):
-        free = np.array([[cell != 1 for cell in row] for row in maze_map], dtype=bool)
-        if free.ndim != 2 or not free.any():
-            raise ValueError("maze_map must be a non-empty rectangular grid with free cells.")
-        self.free = free
-        self.height, self.width = free.shape
-        self.scaling = float(maze_size_scaling)
-        # Same convention as gymnasium_robotics' Maze: the maze is centred on the origin.
-        self._x_centre = self.width / 2 * self.scaling
-        self._y_centre = self.height / 2 * self.scaling
-        n = free.size
-        self.n_cells = n
-
-        index = np.arange(n).reshape(free.shape)
-        rows, cols = np.divmod(np.arange(n), self.width)
-        self.cell_centres = np.stack(
-            [
-                (cols + 0.5) * self.scaling - self._x_centre,
-                self._y_centre - (rows + 0.5) * self.scaling,
-            ],
-            axis=-1,
-        )
-
-        # neighbours[c, k]: k-th neighbour of cell c, or -1 if it is a wall / off-grid.
-        neighbours = np.full((n, len(_NEIGHBOURS)), -1, dtype=np.int64)
-        padded = np.zeros((self.height + 2, self.width + 2), dtype=bool)
-        padded[1:-1, 1:-1] = free
-        padded_index = np.full(padded.shape, -1, dtype=np.int64)
-        padded_index[1:-1, 1:-1] = index
-        for k, (dr, dc) in enumerate(_NEIGHBOURS):
-            shifted_free = padded[1 + dr : 1 + dr + self.height, 1 + dc : 1 + dc + self.width]
-            shifted_index = padded_index[1 + dr : 1 + dr + self.height, 1 + dc : 1 + dc + self.width]
-            valid = free & shifted_free
-            neighbours[index[valid], k] = shifted_index[valid]
-        self.neighbours = neighbours
-
-        adjacency = np.zeros((n, n), dtype=np.float32)
-        src, k = np.nonzero(neighbours >= 0)
-        adjacency[src, neighbours[src, k]] = 1.0
-
-        # Level-synchronous BFS from every source at once: row s of `frontier` holds
-        # the cells first reached from s at the current depth. float32 matmul is exact
-        # here (at most 4 neighbours) and uses BLAS, unlike integer matmul.
-        distance = np.full((n, n), -1, dtype=np.int64)
-        reached = np.diag(free.ravel())
-        distance[reached] = 0
-        frontier = reached.astype(np.float32)
-        depth = 0
-        while True:
-            depth += 1
-            new = ((frontier @ adjacency) > 0) & ~reached
-            if not new.any():
-                break
-            distance[new] = depth
-            reached |= new
-            frontier = new.astype(np.float32)
-        self.distance = distance
-
-        # next_cell[c, g] = the neighbour of c closest to g. Unreachable entries get a
-        # cost larger than any path so that they never win the argmin.
-        big = n + 1
-        dist_or_big = np.where(distance >= 0, distance, big)
-        cost = np.where(
-            (neighbours >= 0)[:, :, None], dist_or_big[neighbours.clip(min=0)], big
-        )  # (n, 4, n)
-        best = cost.argmin(axis=1)  # (n, n)
-        next_cell = np.take_along_axis(neighbours, best, axis=1)
-        next_cell[cost.min(axis=1) >= big] = -1
-        diagonal = np.arange(n)
-        next_cell[diagonal, diagonal] = np.where(free.ravel(), diagonal, -1)
-        self.next_cell = next_cell
-
-        # Python-list copies for the per-step hot path, where indexing a list is
-        # several times cheaper than indexing a numpy array with Python ints.
-        self._next_list = next_cell.tolist()
-        self._centres_list = [tuple(c) for c in self.cell_centres.tolist()]
-
-    @classmethod
-    def from_env(cls, env) -> MazePlanner:
-        """Builds the planner of a (possibly wrapped) gymnasium-robotics maze env."""
-        maze = env.unwrapped.maze
-        return cls(maze.maze_map, maze.maze_size_scaling)
-
-    def cell_index(self, xy: Sequence[float]) -> int:
-        """Flat index of the cell containing the world position ``xy``.
-
-        Positions outside the grid are clamped onto its border cells.
-        """
-        row = math.floor((self._y_centre - float(xy[1])) / self.scaling)
-        col = math.floor((float(xy[0]) + self._x_centre) / self.scaling)
-        row = min(max(row, 0), self.height - 1)
-        col = min(max(col, 0), self.width - 1)
-        return row * self.width + col
-
-    def rowcol(self, index: int) -> tuple[int, int]:
-        """``(row, col)`` of a flat cell index."""
-        return divmod(int(index), self.width)
-
-    def shortest_path(
-        self, start: tuple[int, int], goal: tuple[int, int]
-    ) -> list[tuple[int, int]]:
-        """Cells ``(row, col)`` of a shortest path from ``start`` to ``goal``, both included.
-
-        Raises:
-            ValueError: if there is no path (a wall cell or a disconnected goal).
-        """
-        current = start[0] * self.width + start[1]
-        target = goal[0] * self.width + goal[1]
-        if self.distance[current, target] < 0:
-            raise ValueError(f"No path from cell {tuple(start)} to cell {tuple(goal)}.")
-        path = [self.rowcol(current)]
-        while current != target:
-            current = int(self.next_cell[current, target])
-            path.append(self.rowcol(current))
-        return path
-
-    def _waypoint(self, x: float, y: float, gx: float, gy: float) -> tuple[float, float]:
-        # Float-only version of next_waypoint() for the data-collection loop.
-        s, w = self.scaling, self.width
-        row = math.floor((self._y_centre - y) / s)
-        col = math.floor((x + self._x_centre) / s)
-        goal_row = math.floor((self._y_centre - gy) / s)
-        goal_col = math.floor((gx + self._x_centre) / s)
-        if (
-            0 <= row < self.height
-            and 0 <= col < w
-            and 0 <= goal_row < self.height
-            and 0 <= goal_col < w
-        ):
-            cell = row * w + col
-            goal_cell = goal_row * w + goal_col
-            nxt = self._next_list[cell][goal_cell]
-            # In the goal cell (nxt == cell) head for the goal itself. With no known
-            # path (nxt == -1, which the ball cannot reach in practice) do the same
-            # rather than stop.
-            if nxt != cell and nxt >= 0:
-                return self._centres_list[nxt]
-        return gx, gy
-
-    def next_waypoint(self, position: Sequence[float], goal: Sequence[float]) -> np.ndarray:
-        """Next waypoint towards ``goal`` from ``position`` (both world ``(x, y)``).
-
-        This is the centre of the next cell on a shortest path, or ``goal`` itself when
-        ``position`` is already in the goal cell.
-        """
-        return np.array(
-            self._waypoint(float(position[0]), float(position[1]), float(goal[0]), float(goal[1]))
-        )
 
 
 class WaypointController:
-    """Noisy PD controller that follows a :class:`MazePlanner`'s waypoints.
+    """Noisy PD controller that follows a :class:`~torchrl_skills.data.maze_grid.MazeGrid`'s waypoints.
 
     The action is ``clip(kp * (waypoint - pos) - kd * vel + noise, -1, 1)`` where
     ``pos, vel`` come from the PointMaze observation ``[x, y, vx, vy]`` and
     ``noise ~ N(0, action_noise^2)`` independently per dimension.
 
     Args:
-        planner (MazePlanner): the maze planner.
+        planner (MazeGrid): the maze's shortest paths.
         kp (float, optional): proportional gain. Defaults to ``10.0``.
         kd (float, optional): derivative (velocity) gain. Defaults to ``1.0``.
         action_noise (float, optional): standard deviation of the Gaussian noise added
@@ -290,14 +107,14 @@ class WaypointController:
 
     Examples:
         >>> from gymnasium_robotics.envs.maze.maps import U_MAZE
-        >>> controller = WaypointController(MazePlanner(U_MAZE), action_noise=0.0)
+        >>> controller = WaypointController(MazeGrid(U_MAZE), action_noise=0.0)
         >>> controller([-1.0, 1.0, 0.0, 0.0], [-1.0, -1.0])  # towards cell (1, 2)
         array([1., 0.], dtype=float32)
     """
 
     def __init__(
         self,
-        planner: MazePlanner,
+        planner: MazeGrid,
         kp: float = DEFAULT_KP,
         kd: float = DEFAULT_KD,
         action_noise: float = DEFAULT_ACTION_NOISE,
@@ -339,13 +156,32 @@ class WaypointController:
         )
 
 
-def _check_maze(maze: str) -> str:
+def _check_maze(maze) -> str:
+    """The dataset name of a maze: its name, or ``custom-<hash>`` for a layout (list of rows)."""
+    if not isinstance(maze, str):
+        layout = _check_layout(maze)
+        digest = hashlib.sha1(json.dumps(layout).encode()).hexdigest()[:8]
+        return f"custom-{digest}"
     name = str(maze).lower()
     if name not in MAZES:
         raise ValueError(
-            f"Unknown PointMaze maze {maze!r}. Valid mazes: {', '.join(sorted(MAZES))}."
+            f"Unknown PointMaze maze {maze!r}. Valid mazes: {', '.join(sorted(MAZES))}, or a custom layout "
+            "(a list of rows of 0/1, e.g. [[1,1,1,1],[1,0,0,1],[1,1,1,1]])."
         )
     return name
+
+
+def _check_layout(maze_map) -> list[list]:
+    """A gymnasium-robotics ``maze_map`` as plain lists, validated (rectangular, walled, free cells)."""
+    try:
+        layout = [[c if isinstance(c, str) else int(c) for c in row] for row in maze_map]
+    except (TypeError, ValueError):
+        raise ValueError(f"A custom maze must be a list of rows of 0/1 (or 'r'/'g'/'c') cells, got {maze_map!r}.")
+    if not layout or len({len(row) for row in layout}) != 1 or len(layout[0]) < 3 or len(layout) < 3:
+        raise ValueError("A custom maze_map must be a rectangular list of at least 3 rows of at least 3 cells.")
+    if not any(c != 1 for row in layout for c in row):
+        raise ValueError("A custom maze_map needs at least one free (0) cell.")
+    return layout
 
 
 def pointmaze_dataset_id(maze: str = "medium", full: bool = False, num_steps: int | None = None) -> str:
@@ -379,42 +215,6 @@ def pointmaze_dataset_id(maze: str = "medium", full: bool = False, num_steps: in
     else:
         name = f"{maze}-{int(num_steps)}steps"
     return f"{NAMESPACE}/{name}-v{DATASET_VERSION}"
-
-
-def _store_root() -> Path:
-    # Same resolution as minari (MINARI_DATASETS_PATH or ~/.minari/datasets), without
-    # minari's side effect of creating the directory.
-    root = os.environ.get("MINARI_DATASETS_PATH")
-    if root is None:
-        return Path.home() / ".minari" / "datasets"
-    return Path(root)
-
-
-def _dataset_path(dataset_id: str) -> Path:
-    return _store_root() / dataset_id
-
-
-def _read_metadata(dataset_id: str) -> dict | None:
-    """Raw metadata of a *complete* generated dataset in the local store, else None."""
-    metadata_file = _dataset_path(dataset_id) / "data" / "metadata.json"
-    try:
-        with open(metadata_file) as file:
-            metadata = json.load(file)
-    except (OSError, ValueError):
-        return None
-    if GENERATOR_METADATA_KEY not in metadata:
-        return None
-    return metadata
-
-
-def _validate_dataset_id(dataset_id: str) -> None:
-    from minari.dataset.minari_dataset import DATASET_ID_RE
-
-    if not DATASET_ID_RE.fullmatch(dataset_id):
-        raise ValueError(
-            f"Malformed Minari dataset id {dataset_id!r}: expected "
-            "'(namespace/)name-v<version>', e.g. 'torchrl_skills/pointmaze/medium-v0'."
-        )
 
 
 def _collect(
@@ -539,7 +339,7 @@ def _collect(
 
 
 def generate_pointmaze_dataset(
-    maze: str = "medium",
+    maze: str | list = "medium",
     num_steps: int = DEFAULT_NUM_STEPS,
     episode_length: int = DEFAULT_EPISODE_LENGTH,
     seed: int = 0,
@@ -575,8 +375,10 @@ def generate_pointmaze_dataset(
     once complete, so an interrupted run leaves nothing behind.
 
     Args:
-        maze (str, optional): ``"umaze"``, ``"medium"`` or ``"large"``. Defaults to
-            ``"medium"``.
+        maze (str or list, optional): ``"umaze"``, ``"medium"`` or ``"large"``, or any layout
+            the gymnasium-robotics env accepts as ``maze_map`` (a list of rows, ``1`` = wall; its
+            dataset name is ``custom-<hash of the layout>`` and the layout is stored in the
+            metadata). Defaults to ``"medium"``.
         num_steps (int, optional): total number of transitions. Defaults to
             :data:`DEFAULT_NUM_STEPS` (300k, about 10 s); use :data:`FULL_NUM_STEPS`
             for the full 1M-step dataset.
@@ -618,10 +420,8 @@ def generate_pointmaze_dataset(
     """
     import gymnasium as gym
     import gymnasium_robotics
-    import minari
-    from minari.namespace import create_namespace, list_local_namespaces
 
-    maze = _check_maze(maze)
+    maze_name = _check_maze(maze)
     sizes = {"num_steps": num_steps, "episode_length": episode_length, "goal_budget": goal_budget}
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -644,13 +444,15 @@ def generate_pointmaze_dataset(
         )
 
     gym.register_envs(gymnasium_robotics)
-    env_id = MAZES[maze]
+    layout = None if isinstance(maze, str) else _check_layout(maze)
+    env_id = MAZES["umaze"] if layout is not None else MAZES[_check_maze(maze)]
+    layout_kwargs = {} if layout is None else {"maze_map": layout}
     start = time.perf_counter()
     env = gym.make(
-        env_id, continuing_task=True, reset_target=True, max_episode_steps=episode_length
+        env_id, continuing_task=True, reset_target=True, max_episode_steps=episode_length, **layout_kwargs
     )
     try:
-        planner = MazePlanner.from_env(env)
+        planner = MazeGrid.from_gymnasium_robotics(env)
         controller = WaypointController(planner, kp=kp, kd=kd, action_noise=action_noise)
         episodes, stats = _collect(
             env,
@@ -660,7 +462,7 @@ def generate_pointmaze_dataset(
             seed=seed,
             goal_budget=goal_budget,
             progress=progress,
-            description=f"PointMaze {maze}",
+            description=f"PointMaze {maze_name}",
         )
         eval_spec = dataclasses.replace(
             env.spec,
@@ -672,7 +474,8 @@ def generate_pointmaze_dataset(
         settings = {
             "generator": "torchrl_skills.data.pointmaze",
             "env_id": env_id,
-            "maze": maze,
+            "maze": maze_name,
+            **({} if layout is None else {"maze_map": layout}),
             "num_steps": int(num_steps),
             "episode_length": int(episode_length),
             "seed": int(seed),
@@ -683,7 +486,7 @@ def generate_pointmaze_dataset(
             "planner": "bfs-next-cell (4-connected cells; next cell centre, goal in goal cell)",
         }
         description = (
-            f"D4RL-style PointMaze {maze} dataset ({env_id}, continuing_task=True, "
+            f"D4RL-style PointMaze {maze_name} dataset ({env_id}, continuing_task=True, "
             f"reset_target=True): {num_steps} steps in {len(episodes)} episodes of up to "
             f"{episode_length} steps. Actions from a shortest-path (BFS over maze cells) "
             f"waypoint planner and a PD controller, clip(kp*(waypoint-pos) - kd*vel + noise, "
@@ -693,64 +496,26 @@ def generate_pointmaze_dataset(
             "Generated by torchrl-skills (python -m torchrl_skills.data.pointmaze)."
         )
 
-        # Write into a hidden scratch root next to the store and move the finished
-        # dataset into place: minari refuses existing ids and writes in several
-        # passes, so this keeps half-written datasets out of the store.
-        store = _store_root()
-        store.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".tmp-pointmaze-", dir=store))
-        previous = os.environ.get("MINARI_DATASETS_PATH")
-        try:
-            os.environ["MINARI_DATASETS_PATH"] = str(scratch)
-            with warnings.catch_warnings():
-                # Nags about metadata we deliberately leave empty (no public URL or
-                # e-mail exists for these datasets).
-                warnings.filterwarnings(
-                    "ignore", message=r"`(code_permalink|author_email)` is set to None"
-                )
-                dataset = minari.create_dataset_from_buffers(
-                    dataset_id=dataset_id,
-                    buffer=episodes,
-                    env=env,
-                    eval_env=eval_spec,
-                    algorithm_name="torchrl_skills BFS waypoint planner + noisy PD controller",
-                    author="torchrl-skills",
-                    description=description,
-                    requirements=["gymnasium-robotics>=1.3", "mujoco>=3.0"],
-                )
-            del episodes
-            stats["generation_time_s"] = round(time.perf_counter() - start, 3)
-            stats["collection_time_s"] = round(collection_time, 3)
-            stats["num_episodes"] = int(dataset.total_episodes)
-            dataset.storage.update_metadata({GENERATOR_METADATA_KEY: {**settings, **stats}})
-        finally:
-            if previous is None:
-                os.environ.pop("MINARI_DATASETS_PATH", None)
-            else:
-                os.environ["MINARI_DATASETS_PATH"] = previous
-
-        try:
-            namespace = dataset_id.rsplit("/", 1)[0] if "/" in dataset_id else None
-            if namespace is not None and namespace not in list_local_namespaces():
-                try:
-                    create_namespace(
-                        namespace,
-                        description="Datasets generated locally by torchrl-skills.",
-                    )
-                except ValueError:  # created concurrently by another process
-                    pass
-            if target.exists():  # only reachable with overwrite=True
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(scratch / dataset_id, target)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        stats["collection_time_s"] = round(collection_time, 3)
+        write_minari_dataset(
+            dataset_id,
+            episodes,
+            env=env,
+            eval_env=eval_spec,
+            settings=settings,
+            stats=stats,
+            description=description,
+            algorithm_name="torchrl_skills BFS waypoint planner + noisy PD controller",
+            requirements=["gymnasium-robotics>=1.3", "mujoco>=3.0"],
+            overwrite=overwrite,
+            start_time=start,
+        )
     finally:
         env.close()
     return dataset_id
 
 
-def ensure_pointmaze_dataset(maze: str = "medium", full: bool = False, **kwargs) -> str:
+def ensure_pointmaze_dataset(maze: str | list = "medium", full: bool = False, **kwargs) -> str:
     """Returns the id of a generated PointMaze dataset, generating it only if missing.
 
     A dataset counts as present when the local Minari store holds a complete dataset
@@ -771,7 +536,7 @@ def ensure_pointmaze_dataset(maze: str = "medium", full: bool = False, **kwargs)
         >>> ensure_pointmaze_dataset("umaze", num_steps=2000) == dataset_id  # no work
         True
     """
-    maze = _check_maze(maze)
+    name = _check_maze(maze)
     kwargs.setdefault("num_steps", FULL_NUM_STEPS if full else DEFAULT_NUM_STEPS)
     dataset_id = kwargs.get("dataset_id") or pointmaze_dataset_id(maze, num_steps=kwargs["num_steps"])
     kwargs["dataset_id"] = dataset_id
@@ -782,7 +547,7 @@ def ensure_pointmaze_dataset(maze: str = "medium", full: bool = False, **kwargs)
         return generate_pointmaze_dataset(maze, **kwargs)
     stored = metadata[GENERATOR_METADATA_KEY]
     ignored = ("dataset_id", "overwrite", "progress")
-    requested = {"maze": maze, **{k: v for k, v in kwargs.items() if k not in ignored}}
+    requested = {"maze": name, **{k: v for k, v in kwargs.items() if k not in ignored}}
     differing = {k: (stored.get(k), v) for k, v in requested.items() if stored.get(k) != v}
     if differing:
         warnings.warn(
@@ -804,7 +569,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "~/.minari/datasets)."
         ),
     )
-    parser.add_argument("--maze", default="medium", choices=sorted(MAZES))
+    parser.add_argument("--maze", default="medium", choices=sorted(MAZES), help="maze layout (default: %(default)s)")
+    parser.add_argument(
+        "--maze-map",
+        default=None,
+        help="a custom layout as JSON, e.g. '[[1,1,1,1],[1,0,0,1],[1,1,1,1]]' (1 = wall); overrides --maze",
+    )
     parser.add_argument(
         "--full", action="store_true", help=f"generate the full {FULL_NUM_STEPS:,}-step dataset"
     )
@@ -821,6 +591,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.full and args.num_steps is not None and args.num_steps != FULL_NUM_STEPS:
         parser.error("--full and --num-steps are mutually exclusive")
     num_steps = args.num_steps or (FULL_NUM_STEPS if args.full else DEFAULT_NUM_STEPS)
+    if args.maze_map is not None:
+        try:
+            args.maze = _check_layout(json.loads(args.maze_map))
+            _check_maze(args.maze)
+        except ValueError as err:
+            parser.error(f"--maze-map: {err}")
     dataset_id = args.dataset_id or pointmaze_dataset_id(args.maze, num_steps=num_steps)
 
     existing = None if args.overwrite else _read_metadata(dataset_id)

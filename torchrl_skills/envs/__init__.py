@@ -1,5 +1,17 @@
 """Environments of torchrl-skills: a model-based env over skills and the HIGL semi-MDP."""
+from torchrl_skills.envs.graph_cost import GraphDistanceCost
+from torchrl_skills.envs.ogbench_maze import OGBenchMazeEnv, make_ogbench_env
 from torchrl_skills.envs.hierarchical import HierarchicalEnv, low_level_transitions, make_window_env
 from torchrl_skills.envs.skill_model_env import GoalDistanceCost, SkillModelEnv, SkillTransition
 
-__all__ = ["GoalDistanceCost", "HierarchicalEnv", "SkillModelEnv", "SkillTransition", "low_level_transitions", "make_window_env"]
+__all__ = [
+    "GoalDistanceCost",
+    "GraphDistanceCost",
+    "HierarchicalEnv",
+    "OGBenchMazeEnv",
+    "SkillModelEnv",
+    "SkillTransition",
+    "low_level_transitions",
+    "make_ogbench_env",
+    "make_window_env",
+]

@@ -116,7 +116,8 @@ class SkillMPCPolicy(TensorDictModuleBase):
     :meth:`make_tensordict_primer` to the env so that they are registered, carried from one step
     to the next and reset to 0 at every reset (which makes the policy plan at the first step of
     each episode). Batched envs (``[B]``) are supported: only the entries whose counter is 0 are
-    planned, in one batched planner call.
+    planned, in one batched planner call, and entries whose root ``"done"`` is set (finished
+    episodes that a batched evaluation keeps frozen) are not planned for.
 
     With ``planner=None``, skills are drawn from the prior (``eps ~ N(0, 1)``) instead of planned:
     the "no planning" baseline.
@@ -292,6 +293,11 @@ class SkillMPCPolicy(TensorDictModuleBase):
         skill_end = self._get(tensordict, self.skill_end_key, primer_hint).to(state.dtype)
 
         replan = (skill_step.reshape(-1) % self.replan_every) == 0
+        done = tensordict.get("done", None)
+        if done is not None and done.numel() == replan.numel():
+            # Finished episodes of a batch run side by side (kept frozen until all are done) are
+            # not planned for: late in an evaluation they can be most of the batch.
+            replan = replan & ~done.reshape(-1)
         if replan.any():
             goal = self._get(
                 tensordict,

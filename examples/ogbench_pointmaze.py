@@ -1,0 +1,187 @@
+"""Zero-shot goal reaching on OGBench PointMaze by planning over skills, with OGBench's protocol.
+
+One file, top to bottom:
+
+1. regenerate OGBench's ``pointmaze-{medium,large,giant}-navigate-v0`` dataset with its documented
+   procedure (noisy BFS-subgoal expert) into the local Minari store, if it is not there yet;
+2. train a skill model (posterior, low-level policy, temporally abstract world model, prior) on it
+   with EM, one model per training seed (``examples/train_skill_model.py``; a re-run resumes);
+3. build the planning cost: the squared x-y distance of the paper (``--cost euclidean``), or the
+   squared shortest-path distance through a graph of the dataset's own states (``--cost graph``,
+   no maze map, no training: it only knows where the data went);
+4. plan with TorchRL's ``CEMPlanner`` over a ``SkillModelEnv`` and execute each planned skill with
+   the low-level policy for ``--replan-every`` steps, all episodes side by side in one batched env
+   with one batched planner call per step;
+5. evaluate on OGBench's 5 tasks per maze (``--episodes-per-task`` each, OGBench uses 50), success
+   read from the env, 95% confidence intervals over episodes and training seeds, a results JSON
+   and a PNG of executed paths, planned skill end points and task goals.
+
+Settings are chosen on validation goals of our own (``--validate``: random start and goal cells,
+never the 5 evaluation tasks), not on the evaluation tasks.
+
+    python examples/ogbench_pointmaze.py                                   # CPU default, < 10 min
+    python examples/ogbench_pointmaze.py --maze large --cost euclidean     # the paper's cost
+    python examples/ogbench_pointmaze.py --maze giant --full --seeds 0 1 2 --train-steps 20000 \\
+        --episodes-per-task 50 --device cuda                               # published sizes (GPU)
+    python examples/ogbench_pointmaze.py --validate                        # validation goals only
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+EXAMPLES_DIR = Path(__file__).resolve().parent
+if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as a module
+    sys.path.insert(0, str(EXAMPLES_DIR))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--maze", choices=["medium", "large", "giant", "teleport"], default="medium",
+                   help="OGBench PointMaze layout (default: %(default)s)")
+    p.add_argument("--full", action="store_true",
+                   help="the published dataset size (1000 episodes x 1001 steps; giant 500 x 2001) instead of the small one")
+    p.add_argument("--num-episodes", type=int, default=None, help="dataset episodes (default: small or --full size)")
+    p.add_argument("--num-workers", type=int, default=1,
+                   help="processes generating the dataset; the data does not depend on it (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default: %(default)s)")
+    # skill model
+    p.add_argument("--train-steps", type=int, default=3000, help="EM steps per seed (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=100, help="subtrajectories per batch (default: %(default)s)")
+    p.add_argument("--seq-len", type=int, default=30, help="skill length T (default: %(default)s)")
+    p.add_argument("--z-dim", type=int, default=64, help="skill size (default: %(default)s; paper 256)")
+    p.add_argument("--hidden-dim", type=int, default=128, help="network width (default: %(default)s; paper 256)")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default: %(default)s)")
+    # planning
+    p.add_argument("--cost", choices=["graph", "euclidean"], default="graph",
+                   help="planning cost: shortest paths through the dataset's states, or the paper's straight line "
+                        "(default: %(default)s)")
+    p.add_argument("--graph-nodes", type=int, default=1000, help="nodes of the dataset graph (default: %(default)s)")
+    p.add_argument("--graph-edge-steps", type=int, default=10,
+                   help="join two nodes when the data went from one to the other within this many steps "
+                        "(default: %(default)s)")
+    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead (default: %(default)s)")
+    p.add_argument("--candidates", type=int, default=1000, help="CEM candidates per episode (default: %(default)s)")
+    p.add_argument("--elites", type=int, default=200, help="CEM elites (default: %(default)s)")
+    p.add_argument("--iterations", type=int, default=10, help="CEM iterations (default: %(default)s)")
+    p.add_argument("--replan-every", type=int, default=None, help="env steps per executed skill (default: --seq-len)")
+    p.add_argument("--eps-penalty", type=float, default=10.0,
+                   help="lambda of lambda * mean(eps^2); the paper's 10 was set for 4 m cells, as OGBench's are "
+                        "(default: %(default)s)")
+    # evaluation
+    p.add_argument("--episodes-per-task", type=int, default=10, help="episodes per task (default: %(default)s; OGBench 50)")
+    p.add_argument("--validate", action="store_true",
+                   help="evaluate on random validation start/goal cells of our own instead of the 5 tasks")
+    p.add_argument("--validation-tasks", type=int, default=20, help="validation start/goal pairs (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
+    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads, 0: torch's default (default: %(default)s)")
+    p.add_argument("--out-dir", default=None, help="output folder (default: outputs/ogbench_pointmaze/<maze>)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = p.parse_args(argv)
+    if args.replan_every is None:
+        args.replan_every = args.seq_len
+    if args.out_dir is None:
+        args.out_dir = f"outputs/ogbench_pointmaze/{args.maze}{'-full' if args.full else ''}"
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    from train_skill_model import main as train_skill_model
+
+    from torchrl_skills.data.ogbench import ensure_ogbench_dataset
+    from torchrl_skills.envs import GraphDistanceCost
+    from torchrl_skills.evaluation.ogbench import OGBenchResult, evaluate_ogbench, validation_tasks
+    from torchrl_skills.modules import SkillMPCPolicy, load_skill_model, make_skill_planner
+    from torchrl_skills.utils import resolve_device, seed_everything
+
+    device = resolve_device(args.device)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_name = f"pointmaze-{args.maze}-navigate-v0"
+    timing = {}
+
+    # ---- 1. data: OGBench's procedure, regenerated into the local Minari store
+    t0 = time.perf_counter()
+    dataset_id = ensure_ogbench_dataset(
+        env_name, full=args.full, num_episodes=args.num_episodes, num_workers=args.num_workers,
+        progress=not args.no_progress,
+    )
+    timing["dataset_s"] = time.perf_counter() - t0
+    print(f"dataset {dataset_id} ({timing['dataset_s']:.0f} s)")
+
+    # ---- 3 (built once, shared by every seed). the cost only needs the dataset's x-y positions
+    t0 = time.perf_counter()
+    cost = None
+    if args.cost == "graph":
+        cost = GraphDistanceCost.from_dataset(
+            dataset_id, num_nodes=args.graph_nodes, max_edge_steps=args.graph_edge_steps
+        ).to(device)
+        print(f"planning cost: {cost}")
+    timing["cost_s"] = time.perf_counter() - t0
+
+    results, timing["train_s"], timing["eval_s"] = [], [], []
+    for seed in args.seeds:
+        # ---- 2. the skill model, trained with EM (resumed, not redone, when the checkpoint exists)
+        seed_everything(seed)
+        t0 = time.perf_counter()
+        run_dir = out_dir / f"skill_model_seed{seed}"
+        train_argv = [
+            "--dataset", dataset_id, "--state-key", "observation", "--steps", str(args.train_steps),
+            "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--z-dim", str(args.z_dim),
+            "--hidden-dim", str(args.hidden_dim), "--lr", str(args.lr), "--device", str(device),
+            "--seed", str(seed), "--out-dir", str(run_dir), "--num-threads", str(args.num_threads),
+        ]  # fmt: skip
+        if (run_dir / "checkpoint.pt").exists():
+            train_argv.append("--resume")
+        if args.no_progress:
+            train_argv.append("--no-progress")
+        model = load_skill_model(train_skill_model(train_argv), map_location=device).eval()
+        timing["train_s"].append(time.perf_counter() - t0)
+
+        # ---- 4. CEM over skills on the world model, executed by the low-level policy
+        planner = make_skill_planner(
+            model,
+            planning_horizon=args.horizon,
+            num_candidates=args.candidates,
+            top_k=args.elites,
+            optim_steps=args.iterations,
+            cost=cost,
+            eps_penalty=args.eps_penalty,
+        )
+        policy = SkillMPCPolicy(model, planner, replan_every=args.replan_every, observation_key="observation")
+
+        # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side
+        t0 = time.perf_counter()
+        tasks = validation_tasks(env_name, args.validation_tasks, seed=1000 + seed) if args.validate else None
+        result = evaluate_ogbench(
+            policy,
+            env_name,
+            episodes_per_task=args.episodes_per_task,
+            tasks=tasks,
+            seed=seed,
+            training_seed=seed,
+            device=device,
+            progress=not args.no_progress,
+        )
+        timing["eval_s"].append(time.perf_counter() - t0)
+        print(f"seed {seed}: success {result.success_rate:.3f} ({time.perf_counter() - t0:.0f} s)")
+        results.append(result)
+
+    merged = OGBenchResult.merge(results)
+    name = "validation" if args.validate else "results"
+    merged.save_json(out_dir / f"{name}.json", extra={"config": vars(args), "dataset": dataset_id, "timing": timing})
+    merged.plot(out_dir / f"{name}.png", title=f"{env_name}: CEM over skills, {args.cost} cost")
+    print(merged.table())
+    print(f"wrote {out_dir / (name + '.json')} and {out_dir / (name + '.png')}")
+    return {"result": merged, "timing": timing}
+
+
+if __name__ == "__main__":
+    main()

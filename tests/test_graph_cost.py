@@ -1,0 +1,125 @@
+"""GraphDistanceCost: shortest paths through dataset states, as a planning cost."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from torchrl_skills.envs import GoalDistanceCost, GraphDistanceCost, SkillModelEnv
+from torchrl_skills.modules import SkillModel, make_skill_planner
+
+
+def _u_corridor(n: int = 300) -> torch.Tensor:
+    """A walk along a U: right along y=0 to x=4, up to y=2, back left along y=2 (a wall in between)."""
+    t = torch.linspace(0, 1, n)
+    return torch.cat(
+        [
+            torch.stack([4 * t, 0 * t], -1),
+            torch.stack([4 + 0 * t, 2 * t], -1),
+            torch.stack([4 - 4 * t, 2 + 0 * t], -1),
+        ]
+    )
+
+
+def test_distance_goes_around_the_wall():
+    path = _u_corridor()
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=80)
+    assert cost.num_components == 1
+    start, goal = torch.tensor([0.0, 0.0]), torch.tensor([0.0, 2.0])
+    # the path through the data is 4 + 2 + 4 = 10; the straight line is 2
+    assert cost.distance(start, goal).item() == pytest.approx(10.0, abs=0.3)
+    assert cost(start, goal).item() == pytest.approx(cost.distance(start, goal).item() ** 2)
+    # the cost is exactly zero at the goal and grows towards the start along the U
+    along = torch.cat([path[::30], path[-1:]])
+    values = cost(along, goal.expand_as(along)).squeeze(-1)
+    assert values[-1].item() == pytest.approx(0.0, abs=1e-6)
+    assert (values[:-1] >= values[1:] - 0.2).all()
+
+
+def test_open_space_distance_is_the_straight_line():
+    g = torch.Generator().manual_seed(0)
+    # a dense random walk filling the unit square, in 20 episodes
+    steps = 0.05 * torch.randn(20, 500, 2, generator=g)
+    walk = (torch.rand(20, 1, 2, generator=g) + steps.cumsum(1)).remainder(1.0).reshape(-1, 2)
+    episode = torch.arange(20).repeat_interleave(500)
+    cost = GraphDistanceCost.from_trajectories(walk, episode, num_nodes=200, max_edge_steps=5)
+    a, b = torch.rand(100, 2, generator=g) * 0.8 + 0.1, torch.rand(100, 2, generator=g) * 0.8 + 0.1
+    straight = (a - b).norm(dim=-1)
+    through = cost.distance(a, b)
+    assert (through >= straight - 1e-6).all()
+    # graph paths zig-zag between nodes a little, but stay close to the straight line
+    assert ((through - straight) / straight.clamp_min(0.1)).median() < 0.25
+
+
+def test_disconnected_data_is_not_trusted():
+    left = torch.stack([torch.linspace(0, 1, 100), torch.zeros(100)], -1)
+    right = left + torch.tensor([5.0, 0.0])
+    episode = torch.cat([torch.zeros(100), torch.ones(100)]).long()
+    cost = GraphDistanceCost.from_trajectories(torch.cat([left, right]), episode, num_nodes=20)
+    assert cost.num_components == 2
+    across = cost.distance(torch.tensor([1.0, 0.0]), torch.tensor([5.0, 0.0]))
+    # the unconnected pair gets the largest distance of all, longer than the 4 m straight line
+    assert across.item() == pytest.approx(cost.distances.max().item())
+    assert across.item() > 4.0 + 1.0
+
+
+def test_grid_lookup_matches_exact_nearest_node():
+    g = torch.Generator().manual_seed(1)
+    nodes = torch.rand(300, 2, generator=g) * 10
+    cost = GraphDistanceCost(nodes, torch.cdist(nodes, nodes))
+    queries = torch.rand(2000, 2, generator=g) * 10
+    exact = torch.cdist(queries, nodes).argmin(-1)
+    approx = cost.node_index(queries)
+    gap = (queries - nodes[approx]).norm(dim=-1) - (queries - nodes[exact]).norm(dim=-1)
+    # snapping moves a query by at most half a cell diagonal, so the gap is at most a cell diagonal
+    assert gap.max() <= 2**0.5 * cost.resolution
+    # points far outside the data are clamped onto the grid, not out of bounds
+    assert cost.node_index(torch.tensor([[1e6, -1e6]])).shape == (1,)
+
+
+def test_state_indices_and_batch_shapes():
+    path = _u_corridor(100)
+    cost = GraphDistanceCost.from_trajectories(
+        path, torch.zeros(len(path), dtype=torch.long), num_nodes=30, xy_indices=(2, 3)
+    )
+    state = torch.zeros(7, 5, 4)
+    state[..., 2:] = path[:35].reshape(7, 5, 2)
+    out = cost(state, torch.tensor([0.0, 2.0]).expand(7, 5, 2))
+    assert out.shape == (7, 5, 1)
+    assert torch.isfinite(out).all()
+
+
+def test_plugs_into_the_planner():
+    torch.manual_seed(0)
+    path = _u_corridor(100)
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=30)
+    model = SkillModel(state_dim=2, action_dim=2, z_dim=4, hidden_dim=16)
+    planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2, cost=cost)
+    assert planner.env.goal_dim == 2
+    td = TensorDict({"observation": torch.zeros(3, 2), "goal": torch.tensor([0.0, 2.0]).expand(3, 2)}, [3])
+    td = planner.env.reset(td)
+    assert torch.allclose(td["min_cost"].squeeze(-1), torch.full((3,), cost.distance(path[0], path[-1]).item() ** 2))
+    assert planner(td)["action"].shape == (3, 4)
+
+
+def test_same_scale_as_the_euclidean_cost_in_the_open():
+    path = _u_corridor(200)
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=60)
+    s, g = torch.tensor([[1.0, 0.0]]), torch.tensor([[3.0, 0.0]])
+    assert cost(s, g).item() == pytest.approx(GoalDistanceCost()(s, g).item(), rel=0.1)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="num_nodes"):
+        GraphDistanceCost.from_trajectories(torch.zeros(10, 2), torch.zeros(10), num_nodes=20)
+    with pytest.raises(ValueError, match="one episode id"):
+        GraphDistanceCost.from_trajectories(torch.zeros(10, 2), torch.zeros(9), num_nodes=5)
+    with pytest.raises(ValueError, match="max_edge_steps"):
+        GraphDistanceCost.from_trajectories(torch.rand(10, 2), torch.zeros(10), num_nodes=5, max_edge_steps=0)
+    with pytest.raises(ValueError, match=r"\[N, N\]"):
+        GraphDistanceCost(torch.rand(4, 2), torch.zeros(3, 3))
+    cost = GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="compares 2 coordinates"):
+        cost(torch.zeros(1, 2), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="goal_dim|does not match|custom cost"):
+        SkillModelEnv(SkillModel(2, 2, z_dim=4, hidden_dim=8), cost=lambda s, g: s.sum(-1, keepdim=True))

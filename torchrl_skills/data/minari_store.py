@@ -1,0 +1,148 @@
+"""The local Minari store, as every generator of this package writes to it.
+
+Generated datasets are written atomically (into a hidden scratch folder inside the store, then
+moved into place), so an interrupted generation never leaves a half-written dataset behind; the
+generator's settings and statistics are stored in the dataset's metadata under
+:data:`GENERATOR_METADATA_KEY`, written last, so its presence marks a complete dataset.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = [
+    "GENERATOR_METADATA_KEY",
+    "dataset_path",
+    "read_generator_metadata",
+    "store_root",
+    "validate_dataset_id",
+    "write_minari_dataset",
+]
+
+# Key of the custom metadata entry holding the generator settings and statistics.
+GENERATOR_METADATA_KEY = "torchrl_skills_generator"
+
+
+def store_root() -> Path:
+    """``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``, as minari resolves it, without creating it."""
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    return Path.home() / ".minari" / "datasets" if root is None else Path(root)
+
+
+def dataset_path(dataset_id: str) -> Path:
+    return store_root() / dataset_id
+
+
+def read_generator_metadata(dataset_id: str) -> dict | None:
+    """Raw metadata of a *complete* generated dataset in the local store, else ``None``."""
+    try:
+        with open(dataset_path(dataset_id) / "data" / "metadata.json") as file:
+            metadata = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return metadata if GENERATOR_METADATA_KEY in metadata else None
+
+
+def validate_dataset_id(dataset_id: str) -> None:
+    from minari.dataset.minari_dataset import DATASET_ID_RE
+
+    if not DATASET_ID_RE.fullmatch(dataset_id):
+        raise ValueError(
+            f"Malformed Minari dataset id {dataset_id!r}: expected '(namespace/)name-v<version>', "
+            "e.g. 'torchrl_skills/pointmaze/medium-v0'."
+        )
+
+
+def write_minari_dataset(
+    dataset_id: str,
+    episodes: Sequence[Any],
+    env,
+    eval_env,
+    settings: dict,
+    stats: dict,
+    description: str,
+    algorithm_name: str,
+    requirements: Sequence[str],
+    overwrite: bool = False,
+    start_time: float | None = None,
+) -> Path:
+    """Writes ``episodes`` (minari ``EpisodeBuffer`` s) as ``dataset_id`` into the local store, atomically.
+
+    Args:
+        dataset_id (str): the id, e.g. ``"torchrl_skills/ogbench/pointmaze-medium-navigate-v0"``.
+        episodes (sequence of EpisodeBuffer): the episodes.
+        env: the collection env (its spec is stored, so ``dataset.recover_environment()`` works).
+        eval_env: the evaluation env or env spec.
+        settings (dict), stats (dict): generator settings and statistics, stored (merged) under
+            :data:`GENERATOR_METADATA_KEY`; ``generation_time_s`` and ``num_episodes`` are added.
+        description, algorithm_name (str), requirements (list of str): minari metadata.
+        overwrite (bool, optional): replace an existing dataset. Defaults to ``False``.
+        start_time (float, optional): ``time.perf_counter()`` at the start of the generation.
+
+    Returns:
+        the dataset's folder.
+
+    Raises:
+        FileExistsError: the id exists and ``overwrite`` is ``False``.
+    """
+    import minari
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    validate_dataset_id(dataset_id)
+    target = dataset_path(dataset_id)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Minari dataset {dataset_id!r} already exists at {target}. Pass overwrite=True (CLI: --overwrite) "
+            "to regenerate it."
+        )
+    # Minari refuses existing ids and writes in several passes: writing into a scratch root next
+    # to the store and moving the finished folder keeps half-written datasets out of the store.
+    store = store_root()
+    store.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-torchrl-skills-", dir=store))
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    try:
+        os.environ["MINARI_DATASETS_PATH"] = str(scratch)
+        with warnings.catch_warnings():
+            # Nags about metadata deliberately left empty (no public URL or e-mail exists).
+            warnings.filterwarnings("ignore", message=r"`(code_permalink|author_email)` is set to None")
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=list(episodes),
+                env=env,
+                eval_env=eval_env,
+                algorithm_name=algorithm_name,
+                author="torchrl-skills",
+                description=description,
+                requirements=list(requirements),
+            )
+        stats = dict(stats)
+        if start_time is not None:
+            stats["generation_time_s"] = round(time.perf_counter() - start_time, 3)
+        stats["num_episodes"] = int(dataset.total_episodes)
+        dataset.storage.update_metadata({GENERATOR_METADATA_KEY: {**settings, **stats}})
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+    try:
+        namespace = dataset_id.rsplit("/", 1)[0] if "/" in dataset_id else None
+        if namespace is not None and namespace not in list_local_namespaces():
+            try:
+                create_namespace(namespace, description="Datasets generated locally by torchrl-skills.")
+            except ValueError:  # created concurrently by another process
+                pass
+        if target.exists():  # only reachable with overwrite=True
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(scratch / dataset_id, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target

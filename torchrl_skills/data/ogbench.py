@@ -1,0 +1,441 @@
+"""OGBench "navigate" datasets, regenerated locally with OGBench's documented procedure.
+
+OGBench (Park et al., 2024) publishes its datasets for download only; where they cannot be
+downloaded, this module regenerates them from the real OGBench environments, following the
+procedure of OGBench's ``data_gen_scripts/generate_locomaze.py`` and ``commands.sh``:
+
+* env ``pointmaze-{maze}-v0`` with ``terminate_at_goal=False``; ``navigate`` datasets hold 1000
+  episodes of 1001 steps (giant: 500 of 2001), plus ``num_episodes // 10`` validation episodes
+  (a separate ``-val`` dataset);
+* each episode starts in a cell drawn uniformly from all free cells, with a goal drawn from the
+  "vertex" cells (free cells that are not straight corridors); the env adds uniform noise of
+  +-1 m (a quarter cell) to both, from the global ``np.random``;
+* at each step the expert is given the unit direction to the env's next BFS subgoal (the centre
+  of the next cell on a shortest path to the goal's cell, OGBench's ``get_oracle_subgoal``): the
+  point's expert action *is* that direction; an ant or humanoid expert maps
+  ``concat(observation[2:], direction)`` to an action; Gaussian noise is added (0.5 for the point,
+  0.2 for the ant) and the action clipped to [-1, 1];
+* when the agent reaches its goal (``info["success"]``: within 1 m for the point), a new goal is
+  drawn from the vertex cells (``env.unwrapped.set_goal(goal_ij)``, noise added again).
+
+Many envs run side by side: the subgoals and the expert's actions of all of them come from one
+vectorised computation through :class:`~torchrl_skills.data.maze_grid.MazeGrid` (a lookup table
+instead of a BFS per step); only the MuJoCo steps are per env. The datasets are written to the
+local Minari store under ``torchrl_skills/ogbench/`` and read back like any Minari dataset (e.g.
+:class:`~torchrl_skills.data.SkillDataset` with ``state_key=None`` or ``"observation"``).
+
+From the command line::
+
+    python -m torchrl_skills.data.ogbench --dataset pointmaze-medium-navigate-v0          # small, seconds
+    python -m torchrl_skills.data.ogbench --dataset pointmaze-medium-navigate-v0 --full   # published size
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import functools
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from torchrl_skills.data.maze_grid import MazeGrid
+from torchrl_skills.data.minari_store import (
+    GENERATOR_METADATA_KEY,
+    dataset_path,
+    read_generator_metadata,
+    validate_dataset_id,
+    write_minari_dataset,
+)
+
+__all__ = [
+    "NAVIGATE_SIZES",
+    "ensure_ogbench_dataset",
+    "generate_ogbench_dataset",
+    "ogbench_dataset_id",
+    "parse_ogbench_name",
+]
+
+NAMESPACE = "torchrl_skills/ogbench"
+#: Published sizes of OGBench's navigate datasets: (episodes, steps per episode).
+NAVIGATE_SIZES = {"medium": (1000, 1001), "large": (1000, 1001), "giant": (500, 2001), "teleport": (1000, 1001)}
+#: Small default sizes: a tenth of the episodes, generated in seconds.
+SMALL_SIZES = {"medium": 100, "large": 100, "giant": 50, "teleport": 100}
+#: OGBench's action noise of the navigate datasets, per agent.
+NOISE = {"point": 0.5, "ant": 0.2, "humanoid": 0.2}
+#: A goal counts for the goal-reaching rate if reached within this many steps of being set.
+GOAL_BUDGET = 500
+
+_NAME_RE = re.compile(r"(point|ant|humanoid)maze-(medium|large|giant|teleport)-navigate-v0")
+
+Expert = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def parse_ogbench_name(dataset: str) -> tuple[str, str]:
+    """``(agent, maze)`` of an OGBench navigate dataset name, e.g. ``("point", "medium")``."""
+    match = _NAME_RE.fullmatch(str(dataset))
+    if match is None:
+        raise ValueError(
+            f"Unknown OGBench navigate dataset {dataset!r}: expected '<agent>maze-<maze>-navigate-v0' with agent "
+            "point|ant|humanoid and maze medium|large|giant|teleport, e.g. 'pointmaze-medium-navigate-v0'."
+        )
+    return match.group(1), match.group(2)
+
+
+def ogbench_dataset_id(
+    dataset: str = "pointmaze-medium-navigate-v0", full: bool = False, num_episodes: int | None = None, val: bool = False
+) -> str:
+    """Minari id of a regenerated OGBench dataset.
+
+    The published size is ``torchrl_skills/ogbench/<name>`` (e.g. ``.../pointmaze-medium-navigate-v0``),
+    the small default ``...-navigate-small-v0``, any other episode count ``...-navigate-<N>ep-v0``, and
+    OGBench's validation split (a tenth of the episodes, another seed) ``...-navigate-val-v0``.
+
+    Examples:
+        >>> ogbench_dataset_id("pointmaze-large-navigate-v0", full=True)
+        'torchrl_skills/ogbench/pointmaze-large-navigate-v0'
+        >>> ogbench_dataset_id("pointmaze-large-navigate-v0")
+        'torchrl_skills/ogbench/pointmaze-large-navigate-small-v0'
+        >>> ogbench_dataset_id("pointmaze-large-navigate-v0", num_episodes=7)
+        'torchrl_skills/ogbench/pointmaze-large-navigate-7ep-v0'
+    """
+    agent, maze = parse_ogbench_name(dataset)
+    published = NAVIGATE_SIZES[maze][0]
+    if val:
+        suffix = "-val"
+    elif num_episodes is None:
+        suffix = "" if full else "-small"
+    else:
+        suffix = "" if num_episodes == published else f"-{int(num_episodes)}ep"
+    return f"{NAMESPACE}/{agent}maze-{maze}-navigate{suffix}-v0"
+
+
+def _point_expert(agent_obs: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    # OGBench's point "expert" is the subgoal direction itself.
+    return direction
+
+
+def generate_ogbench_dataset(
+    dataset: str = "pointmaze-medium-navigate-v0",
+    full: bool = False,
+    num_episodes: int | None = None,
+    episode_length: int | None = None,
+    noise: float | None = None,
+    seed: int = 0,
+    num_envs: int = 16,
+    num_workers: int = 1,
+    val: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    expert: Expert | None = None,
+    dataset_id: str | None = None,
+) -> str:
+    """Regenerates an OGBench navigate dataset into the local Minari store (see the module docstring).
+
+    Args:
+        dataset (str, optional): OGBench name, e.g. ``"pointmaze-giant-navigate-v0"``.
+        full (bool, optional): the published number of episodes. Defaults to ``False`` (the small
+            default: a tenth of them).
+        num_episodes (int, optional): any other number of episodes (overrides ``full``).
+        episode_length (int, optional): steps per episode. Defaults to OGBench's (1001; giant 2001).
+        noise (float, optional): std of the Gaussian action noise. Defaults to OGBench's (point 0.5).
+        seed (int, optional): seeds the cells, the action noise and the env's own noise (through the
+            global ``np.random``, which OGBench's env uses); each chunk of ``num_envs`` episodes
+            is seeded from ``(seed, first episode)``, so the data is repeatable for a given ``seed``
+            and ``num_envs``. Defaults to ``0``.
+        num_envs (int, optional): envs stepped side by side in each process. Defaults to ``16``.
+        num_workers (int, optional): processes generating chunks of ``num_envs`` episodes in
+            parallel. The data is the same for any number of workers. Defaults to ``1``.
+        val (bool, optional): OGBench's validation split instead: ``num_episodes // 10`` episodes
+            (of the requested size) with seed ``seed + 1``, id ``...-navigate-val-v0``.
+        overwrite (bool, optional): regenerate an existing dataset. Defaults to ``False``.
+        progress (bool, optional): a tqdm bar over steps. Defaults to ``True``.
+        expert (callable, optional): ``expert(agent_obs [M, d], direction [M, 2]) -> actions [M, A]``,
+            batched over the envs, with ``agent_obs = observation[:, 2:]``. Defaults to the point's
+            direction oracle; ant and humanoid mazes need a trained expert.
+        dataset_id (str, optional): override the Minari id.
+
+    Returns:
+        the dataset id.
+
+    Examples:
+        >>> import minari
+        >>> dataset_id = generate_ogbench_dataset("pointmaze-medium-navigate-v0", num_episodes=2,
+        ...                                       episode_length=300, progress=False, overwrite=True)
+        >>> minari.load_dataset(dataset_id).total_steps
+        600
+    """
+    import gymnasium
+    import ogbench.locomaze  # noqa: F401  (registers the envs)
+    from tqdm.auto import tqdm
+
+    agent, maze = parse_ogbench_name(dataset)
+    published_episodes, published_length = NAVIGATE_SIZES[maze]
+    if dataset_id is None:
+        dataset_id = ogbench_dataset_id(dataset, full=full, num_episodes=num_episodes, val=val)
+    if num_episodes is None:
+        num_episodes = published_episodes if full else SMALL_SIZES[maze]
+    if val:
+        num_episodes, seed = max(1, num_episodes // 10), seed + 1
+    episode_length = published_length if episode_length is None else episode_length
+    noise = NOISE[agent] if noise is None else noise
+    for name, value in {"num_episodes": num_episodes, "episode_length": episode_length, "num_envs": num_envs}.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}.")
+    if expert is None:
+        if agent != "point":
+            raise ValueError(
+                f"{dataset} needs a trained {agent} expert: pass expert=callable(agent_obs, direction) -> actions."
+            )
+        expert = _point_expert
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}.")
+    validate_dataset_id(dataset_id)
+    if dataset_path(dataset_id).exists() and not overwrite:
+        raise FileExistsError(
+            f"Minari dataset {dataset_id!r} already exists at {dataset_path(dataset_id)}. Pass overwrite=True "
+            "(CLI: --overwrite) to regenerate it, or use ensure_ogbench_dataset() to reuse it."
+        )
+
+    start = time.perf_counter()
+    env_id = f"{agent}maze-{maze}-v0"
+    num_envs = min(num_envs, num_episodes)
+    # Chunks of num_envs episodes are independent (each seeded from (seed, chunk index)), so the
+    # data does not depend on how many worker processes produced them.
+    chunks = [(first, min(num_envs, num_episodes - first)) for first in range(0, num_episodes, num_envs)]
+    job = functools.partial(
+        _collect_chunk, env_id=env_id, episode_length=episode_length, noise=noise, seed=seed, expert=expert
+    )
+    episodes, reached_steps, timed_out = [], [], 0
+    bar = tqdm(total=num_episodes * episode_length, desc=dataset, unit="step", unit_scale=True, disable=not progress)
+    with bar:
+        if num_workers > 1 and len(chunks) > 1:
+            import multiprocessing
+
+            with concurrent.futures.ProcessPoolExecutor(
+                min(num_workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")
+            ) as pool:
+                outputs = pool.map(job, chunks)
+                for buffers, steps, late in outputs:
+                    episodes += buffers
+                    reached_steps += steps
+                    timed_out += late
+                    bar.update(len(buffers) * episode_length)
+        else:
+            for chunk in chunks:
+                buffers, steps, late = job(chunk, bar=bar)
+                episodes += buffers
+                reached_steps += steps
+                timed_out += late
+    collection_time = time.perf_counter() - start
+    in_budget = sum(s <= GOAL_BUDGET for s in reached_steps)
+    attempts = len(reached_steps) + timed_out  # goals reached late count as failures
+    stats = {
+        "goals_reached": len(reached_steps),
+        "goals_timed_out": int(timed_out + len(reached_steps) - in_budget),
+        "goal_reaching_rate": in_budget / attempts if attempts else float("nan"),
+        "mean_steps_to_goal": float(np.mean(reached_steps)) if reached_steps else float("nan"),
+        "collection_time_s": round(collection_time, 3),
+        "steps_per_s": round(num_episodes * episode_length / collection_time, 1),
+    }
+    settings = {
+        "generator": "torchrl_skills.data.ogbench",
+        "ogbench_dataset": dataset,
+        "env_id": env_id,
+        "dataset_type": "navigate",
+        "split": "val" if val else "train",
+        "num_episodes": int(num_episodes),
+        "episode_length": int(episode_length),
+        "noise": float(noise),
+        "seed": int(seed),
+        "num_envs": int(num_envs),
+        "num_workers": int(num_workers),
+        "expert": "direction oracle" if expert is _point_expert else getattr(expert, "__name__", type(expert).__name__),
+    }
+    description = (
+        f"OGBench {dataset} regenerated with OGBench's procedure (generate_locomaze.py, navigate): "
+        f"{num_episodes} episodes of {episode_length} steps in {env_id} (terminate_at_goal=False); starts from all free "
+        f"cells, goals from vertex cells, a new goal on arrival; expert heading for the next BFS subgoal, Gaussian "
+        f"action noise std {noise:g}, clipped to [-1, 1]; seed {seed}. Goal-reaching rate "
+        f"{stats['goal_reaching_rate']:.3f}. Generated by torchrl-skills (python -m torchrl_skills.data.ogbench)."
+    )
+    eval_env = gymnasium.make(env_id)  # OGBench's evaluation setting: terminate at the goal, 1000 steps
+    try:
+        write_minari_dataset(
+            dataset_id,
+            episodes,
+            env=gymnasium.make(env_id, terminate_at_goal=False, max_episode_steps=episode_length),
+            eval_env=eval_env.spec,
+            settings=settings,
+            stats=stats,
+            description=description,
+            algorithm_name=f"OGBench navigate procedure, BFS-subgoal {agent} expert",
+            requirements=["ogbench>=1.1", "mujoco>=3.1.6"],
+            overwrite=overwrite,
+            start_time=start,
+        )
+    finally:
+        eval_env.close()
+    return dataset_id
+
+
+def _collect_chunk(chunk, env_id, episode_length, noise, seed, expert, bar=None):
+    """Runs ``chunk = (first episode, count)`` episodes side by side; returns (episode buffers,
+    steps taken to reach each goal, goals left pending after a full budget)."""
+    import gymnasium
+    import ogbench.locomaze  # noqa: F401  (registers the envs)
+
+    first, m = chunk
+    rng = np.random.default_rng([seed, first])
+    np.random.seed(rng.integers(2**32))  # OGBench's env draws its start/goal noise from the global generator
+    envs = [gymnasium.make(env_id, terminate_at_goal=False, max_episode_steps=episode_length) for _ in range(m)]
+    # The episode length is enforced here, so the raw MazeEnv is stepped directly: gymnasium's
+    # wrappers (time limit, order enforcing, passive checker) cost more than the point's physics.
+    live = [env.unwrapped for env in envs]
+    grid = MazeGrid.from_ogbench(envs[0])
+    free, vertex = grid.free_cells(), grid.vertex_cells()
+    obs = []
+    for env in live:
+        init_ij, goal_ij = free[rng.integers(len(free))], vertex[rng.integers(len(vertex))]
+        env.reset(seed=int(rng.integers(2**31)), options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
+        obs.append(env.get_ob())
+    obs_dim = len(obs[0])
+    observations = np.empty((m, episode_length + 1, obs_dim))
+    actions = np.empty((m, episode_length, envs[0].action_space.shape[0]), dtype=np.float32)
+    rewards = np.empty((m, episode_length))
+    success = np.zeros((m, episode_length + 1), dtype=bool)
+    goals = np.empty((m, episode_length + 1, 2))
+    qpos = np.empty((m, episode_length + 1, live[0].data.qpos.size))
+    qvel = np.empty((m, episode_length + 1, live[0].data.qvel.size))
+    observations[:, 0] = obs
+    goals[:, 0] = [env.cur_goal_xy for env in live]
+    qpos[:, 0] = [env.data.qpos for env in live]
+    qvel[:, 0] = [env.data.qvel for env in live]
+    since_goal = np.zeros(m, dtype=np.int64)
+    reached_steps = []
+    action_noise = rng.normal(0.0, noise, size=actions.shape)
+    for t in range(episode_length):
+        xy = np.stack([env.get_xy() for env in live])
+        direction = grid.oracle_subgoal(xy, goals[:, t]) - xy
+        direction /= np.linalg.norm(direction, axis=-1, keepdims=True) + 1e-6
+        act = np.asarray(expert(observations[:, t, 2:], direction), dtype=np.float64)
+        actions[:, t] = np.clip(act + action_noise[:, t], -1.0, 1.0)
+        for k, env in enumerate(live):  # separate MuJoCo models: one step call each
+            ob, reward, _, _, info = env.step(actions[k, t])
+            observations[k, t + 1] = ob
+            rewards[k, t] = reward
+            success[k, t + 1] = info["success"]
+            qpos[k, t + 1], qvel[k, t + 1] = info["qpos"], info["qvel"]
+        since_goal += 1
+        for k in np.flatnonzero(success[:, t + 1]):  # only the few envs that just arrived
+            reached_steps.append(int(since_goal[k]))
+            since_goal[k] = 0
+            live[k].set_goal(vertex[rng.integers(len(vertex))])
+        goals[:, t + 1] = [env.cur_goal_xy for env in live]
+        if bar is not None:
+            bar.update(m)
+    for env in envs:
+        env.close()
+    # A goal still pending at the end is a failure only if it had its whole budget.
+    timed_out = int((since_goal >= GOAL_BUDGET).sum())
+    buffers = [
+        _episode_buffer(first + k, observations[k], actions[k], rewards[k], success[k], goals[k], qpos[k], qvel[k])
+        for k in range(m)
+    ]
+    return buffers, reached_steps, timed_out
+
+
+def _episode_buffer(index, observations, actions, rewards, success, goals, qpos, qvel):
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    n = len(actions)
+    truncations = np.zeros(n, dtype=bool)
+    truncations[-1] = True
+    return EpisodeBuffer(
+        id=index,
+        observations=observations.astype(np.float32),
+        actions=actions,
+        rewards=rewards,
+        terminations=np.zeros(n, dtype=bool),
+        truncations=truncations,
+        infos={"success": success, "goal": goals, "qpos": qpos, "qvel": qvel},
+    )
+
+
+def ensure_ogbench_dataset(dataset: str = "pointmaze-medium-navigate-v0", full: bool = False, **kwargs) -> str:
+    """The id of a regenerated OGBench dataset, generating it only if it is missing.
+
+    Args:
+        dataset (str, optional): OGBench name. Defaults to ``"pointmaze-medium-navigate-v0"``.
+        full (bool, optional): the published size. Defaults to ``False``.
+        **kwargs: passed to :func:`generate_ogbench_dataset`.
+
+    Examples:
+        >>> dataset_id = ensure_ogbench_dataset(num_episodes=2, episode_length=100, progress=False)
+        >>> ensure_ogbench_dataset(num_episodes=2, episode_length=100) == dataset_id  # no work
+        True
+    """
+    dataset_id = kwargs.get("dataset_id") or ogbench_dataset_id(
+        dataset, full=full, num_episodes=kwargs.get("num_episodes"), val=kwargs.get("val", False)
+    )
+    metadata = None if kwargs.get("overwrite") else read_generator_metadata(dataset_id)
+    if metadata is None:
+        return generate_ogbench_dataset(dataset, full=full, **{**kwargs, "dataset_id": dataset_id})
+    stored = metadata[GENERATOR_METADATA_KEY]
+    checked = {k: kwargs[k] for k in ("episode_length", "noise", "seed") if kwargs.get(k) is not None}
+    differing = {k: (stored.get(k), v) for k, v in checked.items() if stored.get(k) != v}
+    if differing:
+        warnings.warn(
+            f"Dataset {dataset_id!r} exists with other generator settings (stored, requested): {differing}. "
+            "Using the stored dataset; pass overwrite=True to regenerate it.",
+            UserWarning,
+        )
+    return dataset_id
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``python -m torchrl_skills.data.ogbench --dataset pointmaze-medium-navigate-v0``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m torchrl_skills.data.ogbench",
+        description="Regenerate an OGBench navigate dataset with OGBench's procedure into the local Minari store "
+        "(MINARI_DATASETS_PATH or ~/.minari/datasets).",
+    )
+    parser.add_argument("--dataset", default="pointmaze-medium-navigate-v0", help="OGBench name (default: %(default)s)")
+    parser.add_argument("--full", action="store_true", help="the published size (1000 x 1001 steps; giant 500 x 2001)")
+    parser.add_argument("--num-episodes", type=int, default=None, help="episodes (default: a tenth of the published)")
+    parser.add_argument("--val", action="store_true", help="OGBench's validation split (a tenth of the episodes)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--num-envs", type=int, default=16, help="envs stepped side by side (default: %(default)s)")
+    parser.add_argument("--num-workers", type=int, default=1, help="generating processes (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="regenerate if the dataset exists")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    try:
+        dataset_id = ogbench_dataset_id(args.dataset, full=args.full, num_episodes=args.num_episodes, val=args.val)
+        status = "already present; --overwrite regenerates it"
+        if args.overwrite or read_generator_metadata(dataset_id) is None:
+            generate_ogbench_dataset(
+                args.dataset, full=args.full, num_episodes=args.num_episodes, seed=args.seed, num_envs=args.num_envs, num_workers=args.num_workers,
+                val=args.val, overwrite=args.overwrite, progress=not args.no_progress,
+            )  # fmt: skip
+            status = "generated"
+    except (ValueError, FileExistsError) as err:
+        parser.error(str(err))
+    info = read_generator_metadata(dataset_id)
+    stats = info[GENERATOR_METADATA_KEY]
+    print(f"dataset id:         {dataset_id} ({status})")
+    print(f"path:               {dataset_path(dataset_id)}")
+    print(f"steps / episodes:   {info['total_steps']} / {info['total_episodes']}")
+    print(f"generation time:    {stats['generation_time_s']:.1f} s ({stats['steps_per_s']:,.0f} steps/s collecting)")
+    print(
+        f"goal-reaching rate: {stats['goal_reaching_rate']:.4f} ({stats['goals_reached']} goals reached, "
+        f"{stats['goals_timed_out']} timed out, mean {stats['mean_steps_to_goal']:.1f} steps/goal)"
+    )
+
+
+if __name__ == "__main__":
+    main()

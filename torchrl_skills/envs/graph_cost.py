@@ -1,0 +1,292 @@
+"""A planning cost that goes around walls: shortest paths through a graph of dataset states.
+
+The paper's cost, the squared Euclidean distance between a predicted skill end point and the goal
+(:class:`~torchrl_skills.envs.GoalDistanceCost`), is blind to walls: in a maze it rewards skills
+that end on the far side of a wall from the start, and a planner that looks a few skills ahead
+gets stuck in dead ends that point towards the goal. :class:`GraphDistanceCost` replaces the
+straight line by a distance through the offline data itself, with no map of the maze and no
+further training, in the spirit of search on the replay buffer (Eysenbach et al., NeurIPS 2019):
+
+1. ``num_nodes`` dataset positions spread over the visited space are picked as graph nodes
+   (farthest-point sampling);
+2. two nodes are joined when some trajectory of the dataset went from near one to near the other
+   within ``max_edge_steps`` steps; the edge is as long as the straight segment between them;
+3. all-pairs shortest paths over that graph give ``D[i, j]`` (Floyd-Warshall, vectorised);
+4. a position is mapped to its nearest node through a precomputed lookup grid, so the cost of a
+   whole batch of planning candidates is two table lookups.
+
+The distance from ``s`` to ``g`` is ``max(||s - g||, D[node(s), node(g)])``: the straight line
+near the goal (so the cost is 0 at the goal and smooth around it) and the path through the data
+wherever the data has to go around something. The cost is its square, on the scale of
+:class:`~torchrl_skills.envs.GoalDistanceCost`, so ``eps_penalty`` keeps its meaning.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["GraphDistanceCost"]
+
+
+def _farthest_point_sampling(points: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``num`` points spread over ``points`` [M, d]: each pick is the farthest from all previous."""
+    first = torch.randint(points.shape[0], (1,), generator=generator, device="cpu").to(points.device)
+    chosen = torch.empty(num, dtype=torch.long, device=points.device)
+    chosen[0] = first
+    nearest = (points - points[first]).pow(2).sum(-1)
+    for i in range(1, num):  # sequential by nature: each pick depends on all earlier ones
+        nxt = nearest.argmax()
+        chosen[i] = nxt
+        nearest = torch.minimum(nearest, (points - points[nxt]).pow(2).sum(-1))
+    return chosen
+
+
+def _nearest(queries: torch.Tensor, nodes: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """Index of the nearest node for each query, in chunks so that memory stays bounded."""
+    out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
+    for start in range(0, queries.shape[0], chunk):
+        out[start : start + chunk] = torch.cdist(queries[start : start + chunk], nodes).argmin(-1)
+    return out
+
+
+def _all_pairs_shortest_paths(weights: torch.Tensor) -> torch.Tensor:
+    """Floyd-Warshall on a dense ``[N, N]`` weight matrix (``inf`` = no edge), one vector op per pivot."""
+    dist = weights.clone()
+    dist.fill_diagonal_(0.0)
+    for k in range(dist.shape[0]):
+        torch.minimum(dist, dist[:, k : k + 1] + dist[k : k + 1, :], out=dist)
+    return dist
+
+
+class _NearestNodeGrid:
+    """A regular grid over the nodes' bounding box holding each cell centre's nearest node.
+
+    Exact nearest-node search costs ``O(N)`` per query; a planner asks for hundreds of thousands of
+    queries per imagined step, so queries are snapped to the grid instead (error at most half a
+    cell diagonal, far below the node spacing at the default resolution).
+    """
+
+    def __init__(self, nodes: torch.Tensor, resolution: float | None, margin: float | None):
+        low, high = nodes.min(0).values, nodes.max(0).values
+        extent = float((high - low).max().clamp_min(1e-6))
+        if margin is None:
+            margin = 0.1 * extent
+        if resolution is None:
+            resolution = (extent + 2 * margin) / 512
+        if resolution <= 0:
+            raise ValueError(f"resolution must be > 0, got {resolution}.")
+        low = low - margin
+        shape = ((high + margin - low) / resolution).ceil().long().clamp_min(1) + 1
+        if int(shape.prod()) > 50_000_000:
+            raise ValueError(
+                f"The lookup grid would have {int(shape.prod()):,} cells; pass a coarser resolution (now {resolution})."
+            )
+        axes = [low[i] + resolution * torch.arange(int(n), device=nodes.device) for i, n in enumerate(shape)]
+        centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, nodes.shape[1])
+        strides = torch.ones_like(shape)
+        for i in range(len(shape) - 2, -1, -1):  # row-major strides, for flat indexing in any dimension
+            strides[i] = strides[i + 1] * shape[i + 1]
+        self.node = _nearest(centres, nodes).reshape(*shape.tolist())
+        self.low, self.shape, self.strides, self.resolution = low, shape, strides, float(resolution)
+
+    def __call__(self, positions: torch.Tensor) -> torch.Tensor:
+        return _grid_lookup(positions, self.node, self.low, self.shape, self.strides, self.resolution)
+
+
+def _grid_lookup(positions, node, low, shape, strides, resolution) -> torch.Tensor:
+    cell = ((positions - low) / resolution).round().long()
+    cell = torch.minimum(cell.clamp_min(0), shape - 1)
+    return node.reshape(-1)[(cell * strides).sum(-1)]
+
+
+class GraphDistanceCost(nn.Module):
+    """Squared shortest-path distance to the goal through a graph built from offline trajectories.
+
+    A drop-in ``cost`` for :class:`~torchrl_skills.envs.SkillModelEnv` (and so for
+    :func:`~torchrl_skills.modules.make_skill_planner`): ``cost(state, goal) -> [..., 1]``, where
+    the goal holds the positions compared (x-y in the mazes). Build it from the dataset the skill
+    model was trained on with :meth:`from_trajectories` (or :meth:`from_dataset` for a Minari id);
+    see the module docstring for the construction.
+
+    Args:
+        nodes (torch.Tensor): ``[N, P]`` node positions (``P`` = 2 for x-y).
+        distances (torch.Tensor): ``[N, N]`` shortest-path lengths between nodes; ``inf`` where the
+            data never connects two nodes.
+        xy_indices (sequence of int, optional): where the compared positions sit inside the state.
+            Defaults to ``(0, 1)``.
+        resolution (float, optional): cell size of the nearest-node lookup grid, in position units.
+            Defaults to the extent of the nodes divided by 512.
+        margin (float, optional): how far beyond the nodes' bounding box the grid extends; positions
+            further out are clamped onto its border. Defaults to 10% of the extent.
+
+    Attributes:
+        nodes, distances (torch.Tensor): as given (buffers: they move with ``.to(device)``).
+        num_components (int): connected components of the graph (1 when the data connects
+            everything; more means some goals are unreachable through the data).
+
+    Examples:
+        >>> # two corridors joined at x = 4: straight lines from (0, 0) to (0, 1) go through a wall
+        >>> t = torch.linspace(0, 1, 200)
+        >>> path = torch.cat([torch.stack([4 * t, 0 * t], -1), torch.stack([4 + 0 * t, t], -1),
+        ...                   torch.stack([4 - 4 * t, 1 + 0 * t], -1)])
+        >>> cost = GraphDistanceCost.from_trajectories(path, torch.zeros(600, dtype=torch.long), num_nodes=60)
+        >>> start, goal = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+        >>> round(cost(start, goal).sqrt().item())  # around the corner, not the 1 m straight line
+        9
+    """
+
+    def __init__(
+        self,
+        nodes: torch.Tensor,
+        distances: torch.Tensor,
+        xy_indices: Sequence[int] = (0, 1),
+        resolution: float | None = None,
+        margin: float | None = None,
+    ):
+        super().__init__()
+        nodes = torch.as_tensor(nodes, dtype=torch.float32)
+        distances = torch.as_tensor(distances, dtype=torch.float32, device=nodes.device)
+        if nodes.ndim != 2 or nodes.shape[0] < 2:
+            raise ValueError(f"nodes must be [N >= 2, P], got shape {tuple(nodes.shape)}.")
+        if distances.shape != (nodes.shape[0], nodes.shape[0]):
+            raise ValueError(
+                f"distances must be [N, N] = {(nodes.shape[0],) * 2} to match the nodes, got {tuple(distances.shape)}."
+            )
+        if len(xy_indices) != nodes.shape[1]:
+            raise ValueError(
+                f"xy_indices {tuple(xy_indices)} must name one state entry per node coordinate ({nodes.shape[1]})."
+            )
+        self.register_buffer("nodes", nodes)
+        self.register_buffer("indices", torch.tensor(list(xy_indices), dtype=torch.long), persistent=False)
+        finite = torch.isfinite(distances)
+        # Unconnected pairs get a distance larger than any real path, so a planner still prefers
+        # getting closer in the straight-line sense over nothing, without ever trusting the link.
+        big = 2.0 * float(distances[finite].max()) + float(torch.cdist(nodes, nodes).max()) + 1.0
+        self.register_buffer("distances", torch.where(finite, distances, torch.full_like(distances, big)))
+        # Components: nodes with a finite distance to each other; the lowest such index labels them.
+        labels = torch.where(finite, torch.arange(nodes.shape[0], device=nodes.device), nodes.shape[0]).amin(-1)
+        self.num_components = int(labels.unique().numel())
+
+        grid = _NearestNodeGrid(nodes, resolution, margin)
+        self.register_buffer("grid_node", grid.node)
+        self.register_buffer("grid_low", grid.low)
+        self.register_buffer("grid_shape", grid.shape)
+        self.register_buffer("grid_strides", grid.strides)
+        self.resolution = grid.resolution
+
+    @property
+    def goal_dim(self) -> int:
+        return self.nodes.shape[1]
+
+    @classmethod
+    def from_trajectories(
+        cls,
+        positions: torch.Tensor,
+        episode: torch.Tensor,
+        num_nodes: int = 1000,
+        max_edge_steps: int = 10,
+        symmetric: bool = True,
+        max_points: int = 50_000,
+        seed: int = 0,
+        **kwargs,
+    ) -> GraphDistanceCost:
+        """Builds the graph from consecutive positions of offline trajectories.
+
+        Args:
+            positions (torch.Tensor): ``[M, P]`` positions in time order within each episode.
+            episode (torch.Tensor): ``[M]`` episode (or segment) id of each position; positions of
+                different episodes are never joined.
+            num_nodes (int, optional): graph nodes. Defaults to ``1000``.
+            max_edge_steps (int, optional): two nodes are joined when a trajectory went from one
+                to the other within this many steps. Defaults to ``10``.
+            symmetric (bool, optional): treat every traversal as reversible (true of mazes).
+                Defaults to ``True``.
+            max_points (int, optional): nodes are sampled among at most this many positions.
+                Defaults to ``50_000``.
+            seed (int, optional): seed of the node sampling. Defaults to ``0``.
+            **kwargs: passed to the constructor (``xy_indices``, ``resolution``, ``margin``).
+        """
+        positions = torch.as_tensor(positions, dtype=torch.float32)
+        episode = torch.as_tensor(episode).reshape(-1)
+        if positions.ndim != 2 or positions.shape[0] != episode.shape[0]:
+            raise ValueError(
+                f"positions must be [M, P] with one episode id each; got {tuple(positions.shape)} and "
+                f"{tuple(episode.shape)}."
+            )
+        if not 2 <= num_nodes <= positions.shape[0]:
+            raise ValueError(f"num_nodes must be in [2, {positions.shape[0]}] (the positions), got {num_nodes}.")
+        if max_edge_steps < 1:
+            raise ValueError(f"max_edge_steps must be >= 1, got {max_edge_steps}.")
+        generator = torch.Generator().manual_seed(seed)
+        pool = positions
+        if positions.shape[0] > max_points:
+            pool = positions[torch.randperm(positions.shape[0], generator=generator)[:max_points].to(positions.device)]
+        nodes = pool[_farthest_point_sampling(pool, num_nodes, generator)]
+        node_of = _NearestNodeGrid(nodes, kwargs.get("resolution"), kwargs.get("margin"))(positions)
+
+        n = num_nodes
+        codes = []
+        for h in range(1, max_edge_steps + 1):  # a handful of offsets, each vectorised over all positions
+            same = episode[h:] == episode[:-h]
+            a, b = node_of[:-h][same], node_of[h:][same]
+            moved = a != b
+            codes.append(a[moved] * n + b[moved])
+        codes = torch.cat(codes).unique()
+        src, dst = codes // n, codes % n
+        weights = torch.full((n, n), math.inf, device=positions.device)
+        weights[src, dst] = (nodes[src] - nodes[dst]).norm(dim=-1)
+        if symmetric:
+            weights = torch.minimum(weights, weights.T)
+        return cls(nodes, _all_pairs_shortest_paths(weights), **kwargs)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset_id: str,
+        state_key=None,
+        xy_indices: Sequence[int] = (0, 1),
+        **kwargs,
+    ) -> GraphDistanceCost:
+        """Builds the graph from the states of a (local) Minari dataset.
+
+        Args:
+            dataset_id (str): Minari id, e.g. ``"torchrl_skills/ogbench/pointmaze-medium-navigate-v0"``.
+            state_key: the observation entry holding the state (``None`` for array observations);
+                see :func:`~torchrl_skills.data.load_minari_transitions`.
+            xy_indices (sequence of int, optional): the position entries of the state.
+            **kwargs: passed to :meth:`from_trajectories`.
+        """
+        from torchrl_skills.data import load_minari_transitions
+
+        data = load_minari_transitions(dataset_id, state_key, download=False)
+        positions = data["observation"][:, list(xy_indices)]
+        return cls.from_trajectories(positions, data["episode"], xy_indices=xy_indices, **kwargs)
+
+    def node_index(self, positions: torch.Tensor) -> torch.Tensor:
+        """Index of the (grid-approximated) nearest node of each position ``[..., P]``."""
+        return _grid_lookup(
+            positions, self.grid_node, self.grid_low, self.grid_shape, self.grid_strides, self.resolution
+        )
+
+    def distance(self, positions: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """``max(||p - g||, D[node(p), node(g)])`` for positions ``[..., P]`` and goals ``[..., P]``."""
+        goal = goal.expand_as(positions)
+        through_graph = self.distances.reshape(-1)[self.node_index(positions) * self.nodes.shape[0] + self.node_index(goal)]
+        return torch.maximum((positions - goal).norm(dim=-1), through_graph)
+
+    def forward(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        if goal.shape[-1] != self.goal_dim:
+            raise ValueError(
+                f"GraphDistanceCost compares {self.goal_dim} coordinates, got a goal of size {goal.shape[-1]}."
+            )
+        positions = state.index_select(-1, self.indices.to(state.device))
+        return self.distance(positions, goal).pow(2).unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"nodes={self.nodes.shape[0]}, dim={self.goal_dim}, components={self.num_components}, "
+            f"grid={tuple(self.grid_shape.tolist())} @ {self.resolution:.3g}"
+        )

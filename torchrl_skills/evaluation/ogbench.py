@@ -1,0 +1,511 @@
+"""OGBench's evaluation protocol for any TorchRL policy, all episodes side by side.
+
+OGBench (Park et al., 2024) evaluates goal reaching on 5 fixed tasks per maze
+(``env.reset(options=dict(task_id=i))``), 50 episodes each, with the env's own time limit and
+``terminate_at_goal=True``; an episode succeeds when the env's ``info["success"]`` is set at its
+last step; the score is the mean over tasks, and the published tables average 8 training seeds.
+
+:func:`evaluate_ogbench` runs that protocol on an :class:`~torchrl_skills.envs.OGBenchMazeEnv`
+holding every episode at once (or ``num_envs`` at a time): one policy call per step for all of
+them, e.g. one batched planner call for all episodes that replan at that step. Each episode has
+its own seed, so its outcome does not depend on the batch it ran in. :class:`OGBenchResult` holds
+per-episode records and paths, merges training seeds, and gives per-task success, 95% confidence
+intervals, a JSON report and a PNG of the maze.
+
+Command line (a skill-model checkpoint from ``examples/train_skill_model.py``)::
+
+    python -m torchrl_skills.evaluation.ogbench --checkpoint runs/skill_model/checkpoint.pt \\
+        --dataset pointmaze-medium-navigate-v0 --episodes-per-task 50
+    python -m torchrl_skills.evaluation.ogbench --policy oracle --dataset pointmaze-giant-navigate-v0
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torchrl.envs.utils import step_mdp
+
+__all__ = ["OGBenchOraclePolicy", "OGBenchResult", "evaluate_ogbench", "make_ogbench_policy", "validation_tasks"]
+
+
+# ------------------------------------------------------------------------------------- statistics
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate over ``n`` independent episodes."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# two-sided 97.5% Student-t quantiles for 1..30 degrees of freedom (beyond: the normal 1.96)
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]  # fmt: skip
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """95% Student-t interval of the mean of ``values`` (e.g. one success rate per training seed)."""
+    n = len(values)
+    if n < 2:
+        return (float("nan"), float("nan"))
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    return (mean - t * sd / math.sqrt(n), mean + t * sd / math.sqrt(n))
+
+
+@dataclasses.dataclass
+class OGBenchResult:
+    """Per-episode outcomes of an OGBench evaluation, for one or several training seeds.
+
+    Attributes:
+        env_name (str): the OGBench dataset / env name.
+        episodes (list of dict): one record per episode: ``task`` (id, or ``"val<k>"`` for a
+            validation task), ``episode_seed``, ``training_seed``, ``success``, ``steps``,
+            ``final_distance``.
+        paths (list of np.ndarray): the executed x-y path of each episode ``[steps + 1, 2]``.
+        plans (list of np.ndarray): per episode, ``[replans, 4]`` rows ``(x, y, planned_x, planned_y)``:
+            where the policy (re)planned and where the world model expected the skill to end.
+        wall_time_s (float): seconds spent evaluating.
+    """
+
+    env_name: str
+    episodes: list = dataclasses.field(default_factory=list)
+    paths: list = dataclasses.field(default_factory=list)
+    plans: list = dataclasses.field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @classmethod
+    def merge(cls, results: Sequence[OGBenchResult]) -> OGBenchResult:
+        """Pools results of several training seeds (same env)."""
+        if not results:
+            raise ValueError("merge needs at least one result.")
+        if len({r.env_name for r in results}) != 1:
+            raise ValueError(f"Cannot merge results of different envs: {sorted({r.env_name for r in results})}.")
+        merged = cls(results[0].env_name, wall_time_s=sum(r.wall_time_s for r in results))
+        for r in results:
+            merged.episodes += r.episodes
+            merged.paths += r.paths
+            merged.plans += r.plans
+        return merged
+
+    @property
+    def tasks(self) -> list:
+        return list(dict.fromkeys(ep["task"] for ep in self.episodes))
+
+    def task_success(self) -> dict:
+        """Success rate per task (pooled over episodes and training seeds)."""
+        return {t: float(np.mean([ep["success"] for ep in self.episodes if ep["task"] == t])) for t in self.tasks}
+
+    @property
+    def success_rate(self) -> float:
+        """OGBench's score: the mean over tasks of the per-task success."""
+        return float(np.mean(list(self.task_success().values()))) if self.episodes else float("nan")
+
+    def seed_success(self) -> dict:
+        """The score of each training seed."""
+        seeds = sorted({ep["training_seed"] for ep in self.episodes})
+        out = {}
+        for s in seeds:
+            eps = [ep for ep in self.episodes if ep["training_seed"] == s]
+            tasks = list(dict.fromkeys(ep["task"] for ep in eps))
+            out[s] = float(np.mean([np.mean([e["success"] for e in eps if e["task"] == t]) for t in tasks]))
+        return out
+
+    def confidence_interval(self) -> dict:
+        """95% intervals: Wilson over pooled episodes, and Student-t over training seeds (>= 2)."""
+        n = len(self.episodes)
+        return {
+            "episodes_wilson": wilson_interval(sum(ep["success"] for ep in self.episodes), n),
+            "seeds_t": t_interval(list(self.seed_success().values())),
+        }
+
+    def summary(self) -> dict:
+        return {
+            "env": self.env_name,
+            "success_rate": self.success_rate,
+            "task_success": {str(k): v for k, v in self.task_success().items()},
+            "seed_success": {str(k): v for k, v in self.seed_success().items()},
+            "ci95": self.confidence_interval(),
+            "episodes": len(self.episodes),
+            "mean_steps_success": float(np.mean([ep["steps"] for ep in self.episodes if ep["success"]]))
+            if any(ep["success"] for ep in self.episodes)
+            else None,
+            "wall_time_s": self.wall_time_s,
+        }
+
+    def table(self) -> str:
+        """A plain-text table: per-task success, the score and its intervals."""
+        s = self.summary()
+        lines = [f"{self.env_name}: {s['episodes']} episodes, {len(s['seed_success'])} training seed(s)"]
+        for task, rate in s["task_success"].items():
+            n = sum(1 for ep in self.episodes if str(ep["task"]) == task)
+            lines.append(f"  task {task:>5}: {rate:.3f} ({n} episodes)")
+        lo, hi = s["ci95"]["episodes_wilson"]
+        line = f"  overall   : {s['success_rate']:.3f}  95% CI over episodes [{lo:.3f}, {hi:.3f}]"
+        tlo, thi = s["ci95"]["seeds_t"]
+        if not math.isnan(tlo):
+            line += f", over seeds [{tlo:.3f}, {thi:.3f}]"
+        lines.append(line)
+        return "\n".join(lines)
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> OGBenchResult:
+        """The per-episode records of a :meth:`save_json` report (paths and plans are not saved)."""
+        report = json.loads(Path(path).read_text())
+        return cls(report["env"], episodes=report["per_episode"], wall_time_s=report.get("wall_time_s", 0.0))
+
+    def save_json(self, path: str | Path, extra: dict | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report = {**self.summary(), "per_episode": self.episodes, **(extra or {})}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(report, indent=1, default=str))
+        tmp.replace(path)
+        return path
+
+    def plot(self, path: str | Path, title: str | None = None, paths_per_task: int = 3) -> Path:
+        """The maze with each task's start and goal, a few executed paths per task (green:
+        success, red: failure) and the planned skill end points (x) joined to where they were planned."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+
+        from torchrl_skills.data.maze_grid import MazeGrid
+        from torchrl_skills.envs.ogbench_maze import make_ogbench_env
+
+        env = make_ogbench_env(self.env_name)
+        grid = MazeGrid.from_ogbench(env)
+        radius = env.unwrapped._goal_tol
+        env.close()
+        tasks = self.tasks
+        cols = min(len(tasks), 5)
+        rows = math.ceil(len(tasks) / cols)
+        xmin, xmax, ymin, ymax = grid.extent()
+        aspect = (ymax - ymin) / (xmax - xmin)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * aspect * rows + 0.6), squeeze=False)
+        for ax, task in zip(axes.flat, tasks):
+            for x0, y0, w, h in grid.wall_rectangles():
+                ax.add_patch(Rectangle((x0, y0), w, h, color="0.3", zorder=0))
+            idx = [i for i, ep in enumerate(self.episodes) if ep["task"] == task]
+            rate = np.mean([self.episodes[i]["success"] for i in idx])
+            failures = [i for i in idx if not self.episodes[i]["success"]]
+            shown = (failures[:paths_per_task] + [i for i in idx if self.episodes[i]["success"]])[:paths_per_task]
+            for i in shown:
+                ok = self.episodes[i]["success"]
+                xy = self.paths[i]
+                ax.plot(xy[:, 0], xy[:, 1], "-", lw=1.2, color="tab:green" if ok else "tab:red", alpha=0.8)
+                ax.plot(*xy[0], "o", color="tab:blue", ms=5)
+                plan = self.plans[i] if i < len(self.plans) else None
+                if plan is not None and len(plan):
+                    for x, y, px, py in plan:
+                        ax.plot([x, px], [y, py], ":", color="tab:orange", lw=0.8)
+                    ax.plot(plan[:, 2], plan[:, 3], "x", color="tab:orange", ms=4, mew=1.2)
+                goal = self.episodes[i]["goal"]
+                ax.add_patch(plt.Circle(goal, radius, color="gold", alpha=0.5, zorder=1))
+                ax.plot(*goal, "*", color="darkorange", ms=11, zorder=2)
+            ax.set_xlim(xmin, xmax)
+            ax.set_ylim(ymin, ymax)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"task {task}: {rate:.2f} ({len(idx)} ep.)", fontsize=9)
+        for ax in axes.flat[len(tasks) :]:
+            ax.axis("off")
+        fig.suptitle(
+            (title or self.env_name) + f" — success {self.success_rate:.2f}; green/red: success/failure paths, "
+            "x: planned skill end points, star: goal",
+            fontsize=9,
+        )
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+# ------------------------------------------------------------------------------------- policies
+class OGBenchOraclePolicy(TensorDictModuleBase):
+    """Scripted expert: heads for the maze's next BFS subgoal as a unit direction (OGBench's
+    ``get_oracle_subgoal``, then the goal itself in the goal cell), optionally with Gaussian noise; an upper bound and a test oracle for
+    the point mazes (the ant needs a trained low-level policy to follow directions).
+
+    Args:
+        env_name (str): the OGBench maze, e.g. ``"pointmaze-medium-navigate-v0"``.
+        noise (float, optional): std of the Gaussian action noise. Defaults to ``0.0``.
+    """
+
+    def __init__(self, env_name: str, noise: float = 0.0):
+        super().__init__()
+        from torchrl_skills.data.maze_grid import MazeGrid
+        from torchrl_skills.envs.ogbench_maze import make_ogbench_env
+
+        env = make_ogbench_env(env_name)
+        self.grid = MazeGrid.from_ogbench(env)
+        env.close()
+        self.noise = float(noise)
+        self.in_keys = ["achieved_goal", "desired_goal"]
+        self.out_keys = ["action"]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        xy = tensordict.get("achieved_goal").cpu().double().numpy().reshape(-1, 2)
+        goal = tensordict.get("desired_goal").cpu().double().numpy().reshape(-1, 2)
+        # Next cell centre, and the goal itself once in its cell: OGBench's subgoal stays at the
+        # goal cell's centre, which can be farther than the success radius from a noisy goal
+        # (the data's action noise moves the agent on; a noise-free oracle would wait there).
+        direction = self.grid.next_waypoints(xy, goal) - xy
+        direction /= np.linalg.norm(direction, axis=-1, keepdims=True) + 1e-6
+        action = torch.as_tensor(direction, dtype=torch.float32).reshape(*tensordict.batch_size, 2)
+        if self.noise:
+            action = action + self.noise * torch.randn_like(action)
+        tensordict.set("action", action.clamp(-1, 1).to(tensordict.device))
+        return tensordict
+
+
+def validation_tasks(env_name: str, num_tasks: int = 20, seed: int = 0) -> list[dict]:
+    """Start/goal cell pairs of our own for choosing settings, never one of the evaluation tasks.
+
+    Starts are drawn from all free cells and goals from the vertex cells (as OGBench's data),
+    with at least 4 cells of shortest path between them (the evaluation tasks are long-range).
+    """
+    from torchrl_skills.data.maze_grid import MazeGrid
+    from torchrl_skills.envs.ogbench_maze import make_ogbench_env
+
+    env = make_ogbench_env(env_name)
+    grid = MazeGrid.from_ogbench(env)
+    evaluation = {(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in env.unwrapped.task_infos}
+    env.close()
+    free, vertex = grid.free_cells(), grid.vertex_cells()
+    rng = np.random.default_rng(seed)
+    tasks = []
+    while len(tasks) < num_tasks:
+        init, goal = free[rng.integers(len(free))], vertex[rng.integers(len(vertex))]
+        far = grid.distance[init[0] * grid.width + init[1], goal[0] * grid.width + goal[1]] >= 4
+        if far and (init, goal) not in evaluation:
+            tasks.append({"init_ij": init, "goal_ij": goal})
+    return tasks
+
+
+def make_ogbench_policy(
+    kind: str,
+    env_name: str,
+    model=None,
+    cost=None,
+    horizon: int = 3,
+    candidates: int = 1000,
+    elites: int = 200,
+    iterations: int = 10,
+    replan_every: int = 30,
+    eps_penalty: float = 10.0,
+):
+    """The policies the CLI and the examples evaluate: ``"planner"`` (CEM over skills),
+    ``"prior"`` (skills drawn from the prior, no planning), ``"oracle"`` and ``"random"``."""
+    from torchrl.envs.utils import RandomPolicy
+
+    from torchrl_skills.modules import SkillMPCPolicy, make_skill_planner
+
+    if kind == "oracle":
+        return OGBenchOraclePolicy(env_name)
+    if kind == "random":
+        from torchrl.data import Bounded
+
+        return RandomPolicy(Bounded(-1.0, 1.0, (2,)))
+    if model is None:
+        raise ValueError(f"The {kind!r} policy needs a skill model: pass --checkpoint.")
+    if kind == "prior":
+        return SkillMPCPolicy(model, None, replan_every=replan_every)
+    if kind != "planner":
+        raise ValueError(f"Unknown policy {kind!r}: choose planner, prior, oracle or random.")
+    planner = make_skill_planner(
+        model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
+        cost=cost, eps_penalty=eps_penalty,
+    )  # fmt: skip
+    return SkillMPCPolicy(model, planner, replan_every=replan_every)
+
+
+# ------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate_ogbench(
+    policy,
+    env_name: str,
+    episodes_per_task: int = 50,
+    tasks: Sequence | None = None,
+    num_envs: int | None = None,
+    seed: int = 0,
+    training_seed: int | None = None,
+    device="cpu",
+    progress: bool = True,
+) -> OGBenchResult:
+    """Runs OGBench's protocol: ``episodes_per_task`` episodes of each task, side by side.
+
+    Args:
+        policy: reads the :class:`~torchrl_skills.envs.OGBenchMazeEnv` keys (``"observation"``,
+            ``"desired_goal"``, ...) and writes ``"action"``. A policy with
+            ``make_tensordict_primer()`` (e.g. :class:`~torchrl_skills.modules.SkillMPCPolicy`)
+            gets its carried state registered on the env.
+        env_name (str): OGBench dataset name, e.g. ``"pointmaze-medium-navigate-v0"``.
+        episodes_per_task (int, optional): OGBench uses 50. Defaults to ``50``.
+        tasks (sequence, optional): task ids (default: all of the env's, 1-5) or custom
+            ``dict(init_ij=..., goal_ij=...)`` tasks, e.g. from :func:`validation_tasks`.
+        num_envs (int, optional): episodes run side by side. Defaults to all at once.
+        seed (int, optional): episode ``k`` (over all tasks) gets seed ``seed * 100_003 + k``.
+        training_seed (int, optional): recorded with each episode, for intervals over seeds.
+            Defaults to ``seed``.
+        device (torch.device, optional): device of the env's tensordicts. Defaults to CPU.
+        progress (bool, optional): a tqdm bar over env steps. Defaults to ``True``.
+    """
+    from tqdm.auto import tqdm
+
+    from torchrl_skills.envs.ogbench_maze import OGBenchMazeEnv
+
+    if isinstance(episodes_per_task, bool) or not isinstance(episodes_per_task, int) or episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task must be a positive integer, got {episodes_per_task!r}.")
+    if tasks is None:
+        from torchrl_skills.envs.ogbench_maze import make_ogbench_env
+
+        probe = make_ogbench_env(env_name)
+        tasks = list(range(1, probe.unwrapped.num_tasks + 1))
+        probe.close()
+    schedule = [(task, t) for t, task in enumerate(tasks) for _ in range(episodes_per_task)]
+    seeds = [seed * 100_003 + k for k in range(len(schedule))]
+    num_envs = len(schedule) if num_envs is None else min(int(num_envs), len(schedule))
+    result = OGBenchResult(env_name)
+    start = time.perf_counter()
+    primer = policy.make_tensordict_primer() if hasattr(policy, "make_tensordict_primer") else None
+    base = OGBenchMazeEnv(env_name, num_envs=num_envs, device=device)
+    env = base if primer is None else base.append_transform(primer)
+    bar = tqdm(total=len(schedule), desc=f"eval {env_name}", unit="ep", disable=not progress)
+    successes = 0
+    for first in range(0, len(schedule), num_envs):
+        chunk = list(range(first, min(first + num_envs, len(schedule))))
+        pad = num_envs - len(chunk)  # the last batch re-plays its first episodes in empty slots, unrecorded
+        slots = chunk + chunk[:1] * pad
+        base.set_episodes([schedule[k][0] for k in slots], [seeds[k] for k in slots])
+        td = env.reset()
+        xy = [td["achieved_goal"].cpu().numpy()]
+        plans = [[] for _ in slots]
+        steps = np.zeros(len(slots), dtype=np.int64)
+        while not td["done"].all():
+            live = ~td["done"].reshape(-1).cpu().numpy()
+            td = policy(td)
+            if "skill_step" in td.keys():
+                planned = (td["skill_step"].reshape(-1).cpu().numpy() == 0) & live
+                for k in np.flatnonzero(planned):
+                    here = td["achieved_goal"][k].cpu().numpy()
+                    end = td["next", "skill_end"][k, :2].cpu().numpy()
+                    plans[k].append([*here, *end])
+            td = env.step(td)
+            steps += live
+            xy.append(td["next", "achieved_goal"].cpu().numpy())
+            td = step_mdp(td)
+        xy = np.stack(xy, 1)
+        success = td["success"].reshape(-1).cpu().numpy()
+        for slot, k in enumerate(chunk):
+            task = schedule[k][0]
+            goal = base.envs[slot].unwrapped.cur_goal_xy
+            n = int(steps[slot])
+            result.episodes.append(
+                {
+                    "task": task if not isinstance(task, dict) else f"val{schedule[k][1]}",
+                    "episode_seed": seeds[k],
+                    "training_seed": seed if training_seed is None else training_seed,
+                    "success": bool(success[slot]),
+                    "steps": n,
+                    "final_distance": float(np.linalg.norm(xy[slot, n] - goal)),
+                    "goal": [float(goal[0]), float(goal[1])],
+                }
+            )
+            result.paths.append(xy[slot, : n + 1])
+            result.plans.append(np.array(plans[slot]).reshape(-1, 4))
+            successes += bool(success[slot])
+        bar.update(len(chunk))
+        bar.set_postfix(success=f"{successes}/{len(result.episodes)}")
+    bar.close()
+    env.close()
+    result.wall_time_s = time.perf_counter() - start
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> OGBenchResult:
+    """Command line: ``python -m torchrl_skills.evaluation.ogbench``."""
+    p = argparse.ArgumentParser(
+        prog="python -m torchrl_skills.evaluation.ogbench",
+        description="Evaluate a policy with OGBench's protocol (5 tasks per maze, success from the env).",
+    )
+    p.add_argument("--dataset", default="pointmaze-medium-navigate-v0", help="OGBench name (default: %(default)s)")
+    p.add_argument("--policy", choices=["planner", "prior", "oracle", "random"], default="planner",
+                   help="what to evaluate (default: %(default)s)")
+    p.add_argument("--checkpoint", default=None, help="skill-model checkpoint (planner and prior)")
+    p.add_argument("--cost", choices=["euclidean", "graph"], default="euclidean",
+                   help="planning cost; 'graph' needs --graph-dataset (default: %(default)s)")
+    p.add_argument("--graph-dataset", default=None, help="Minari id whose states build the graph cost")
+    p.add_argument("--episodes-per-task", type=int, default=50, help="OGBench: 50 (default: %(default)s)")
+    p.add_argument("--num-envs", type=int, default=None, help="episodes side by side (default: all)")
+    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead (default: %(default)s)")
+    p.add_argument("--candidates", type=int, default=1000, help="CEM candidates (default: %(default)s)")
+    p.add_argument("--elites", type=int, default=200, help="CEM elites (default: %(default)s)")
+    p.add_argument("--iterations", type=int, default=10, help="CEM iterations (default: %(default)s)")
+    p.add_argument("--replan-every", type=int, default=30, help="env steps per skill (default: %(default)s)")
+    p.add_argument("--eps-penalty", type=float, default=10.0, help="lambda of the noise penalty (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="episode seeds (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--out-dir", default="outputs/ogbench_eval", help="results.json and results.png (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="only merge results.json files of several training seeds (run side by side) into one report")
+    args = p.parse_args(argv)
+    if args.merge:
+        try:
+            result = OGBenchResult.merge([OGBenchResult.load_json(f) for f in args.merge])
+        except (OSError, KeyError, ValueError) as err:
+            p.error(f"--merge: {err}")
+        result.save_json(Path(args.out_dir) / "results.json", extra={"merged": args.merge})
+        print(result.table())
+        return result
+    model = cost = None
+    try:
+        if args.policy in ("planner", "prior"):
+            if args.checkpoint is None:
+                raise ValueError(f"--policy {args.policy} needs --checkpoint (a skill model from train_skill_model.py).")
+            from torchrl_skills.modules import load_skill_model
+
+            model = load_skill_model(args.checkpoint, map_location=args.device).eval()
+        if args.cost == "graph":
+            if args.graph_dataset is None:
+                raise ValueError("--cost graph needs --graph-dataset (the Minari id the model was trained on).")
+            from torchrl_skills.envs import GraphDistanceCost
+
+            cost = GraphDistanceCost.from_dataset(args.graph_dataset).to(args.device)
+        policy = make_ogbench_policy(
+            args.policy, args.dataset, model, cost, args.horizon, args.candidates, args.elites, args.iterations,
+            args.replan_every, args.eps_penalty,
+        )  # fmt: skip
+        result = evaluate_ogbench(
+            policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,
+            device=args.device, progress=not args.no_progress,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        p.error(str(err))
+    out = Path(args.out_dir)
+    result.save_json(out / "results.json", extra={"config": vars(args)})
+    result.plot(out / "results.png", title=f"{args.dataset}: {args.policy}")
+    print(result.table())
+    print(f"wrote {out / 'results.json'} and {out / 'results.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
