@@ -21,8 +21,8 @@ never the 5 evaluation tasks), not on the evaluation tasks.
 
     python examples/ogbench_pointmaze.py                                   # CPU default, < 10 min
     python examples/ogbench_pointmaze.py --maze large --cost euclidean     # the paper's cost
-    python examples/ogbench_pointmaze.py --maze giant --full --seeds 0 1 2 --train-steps 20000 \\
-        --episodes-per-task 50 --device cuda                               # published sizes (GPU)
+    python examples/ogbench_pointmaze.py --maze large --full --seeds 0 1 2 --train-steps 8000 \\
+        --episodes-per-task 50 --candidates 1000 --elites 200 --device cuda --num-workers 5   # README table
     python examples/ogbench_pointmaze.py --validate                        # validation goals only
 """
 from __future__ import annotations
@@ -65,13 +65,14 @@ def parse_args(argv=None):
                    help="join two nodes when the data went from one to the other within this many steps "
                         "(default: %(default)s)")
     p.add_argument("--horizon", type=int, default=3, help="skills planned ahead (default: %(default)s)")
-    p.add_argument("--candidates", type=int, default=1000, help="CEM candidates per episode (default: %(default)s)")
-    p.add_argument("--elites", type=int, default=200, help="CEM elites (default: %(default)s)")
+    p.add_argument("--candidates", type=int, default=500,
+                   help="CEM candidates per episode (default: %(default)s; paper and full runs 1000)")
+    p.add_argument("--elites", type=int, default=100, help="CEM elites (default: %(default)s; paper and full runs 200)")
     p.add_argument("--iterations", type=int, default=10, help="CEM iterations (default: %(default)s)")
     p.add_argument("--replan-every", type=int, default=None, help="env steps per executed skill (default: --seq-len)")
-    p.add_argument("--eps-penalty", type=float, default=10.0,
-                   help="lambda of lambda * mean(eps^2); the paper's 10 was set for 4 m cells, as OGBench's are "
-                        "(default: %(default)s)")
+    p.add_argument("--eps-penalty", type=float, default=0.1,
+                   help="lambda of lambda * mean(eps^2); chosen among 10 (the paper's, for 4 m cells), 1 and 0.1 on "
+                        "validation goals (README) (default: %(default)s)")
     # evaluation
     p.add_argument("--episodes-per-task", type=int, default=10, help="episodes per task (default: %(default)s; OGBench 50)")
     p.add_argument("--validate", action="store_true",
@@ -97,8 +98,8 @@ def main(argv=None) -> dict:
 
     from torchrl_skills.data.ogbench import ensure_ogbench_dataset
     from torchrl_skills.envs import GraphDistanceCost
-    from torchrl_skills.evaluation.ogbench import OGBenchResult, evaluate_ogbench, validation_tasks
-    from torchrl_skills.modules import SkillMPCPolicy, load_skill_model, make_skill_planner
+    from torchrl_skills.evaluation.ogbench import OGBenchResult, evaluate_ogbench, make_ogbench_policy, validation_tasks
+    from torchrl_skills.modules import load_skill_model
     from torchrl_skills.utils import resolve_device, seed_everything
 
     device = resolve_device(args.device)
@@ -146,16 +147,11 @@ def main(argv=None) -> dict:
         timing["train_s"].append(time.perf_counter() - t0)
 
         # ---- 4. CEM over skills on the world model, executed by the low-level policy
-        planner = make_skill_planner(
-            model,
-            planning_horizon=args.horizon,
-            num_candidates=args.candidates,
-            top_k=args.elites,
-            optim_steps=args.iterations,
-            cost=cost,
+        policy = make_ogbench_policy(
+            "planner", env_name, model, cost, horizon=args.horizon, candidates=args.candidates,
+            elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
             eps_penalty=args.eps_penalty,
-        )
-        policy = SkillMPCPolicy(model, planner, replan_every=args.replan_every, observation_key="observation")
+        )  # fmt: skip
 
         # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side
         t0 = time.perf_counter()

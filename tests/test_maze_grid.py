@@ -18,9 +18,10 @@ def test_oracle_subgoal_equals_ogbench(maze):
     rng = np.random.default_rng(0)
     free = np.array(grid.free_cells())
     starts = grid.cell_centres[free[:, 0] * grid.width + free[:, 1]]
-    n = 150
+    n = 300
     xy = starts[rng.integers(len(starts), size=n)] + rng.uniform(-1.9, 1.9, size=(n, 2))
     goal = starts[rng.integers(len(starts), size=n)] + rng.uniform(-1.9, 1.9, size=(n, 2))
+    goal[:20] = xy[:20] + rng.uniform(-0.1, 0.1, size=(20, 2))  # already in the goal cell
     batched = grid.oracle_subgoal(xy, goal)
     expected = np.stack([u.get_oracle_subgoal(a, b)[0] for a, b in zip(xy, goal)])
     np.testing.assert_allclose(batched, expected)
@@ -53,11 +54,11 @@ def test_vertex_cells_drop_straight_corridors():
     assert grid.vertex_cells() == [(1, 1), (1, 3), (2, 3)]
 
 
-def test_path_length_and_waypoints():
+def test_shortest_path_length_and_waypoints():
     layout = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 1, 1, 1, 1]]
     grid = MazeGrid(layout, geometry=MazeGeometry.ogbench())
     start, goal = grid.centre((1, 1))[None], grid.centre((2, 3))[None] + 0.3
-    assert grid.path_length(start, goal).tolist() == [3]
+    assert grid.shortest_path_length(start, goal).tolist() == [3]
     np.testing.assert_allclose(grid.next_waypoints(start, goal), grid.centre((1, 2))[None])
     # in the goal cell the waypoint is the goal itself, the oracle subgoal the cell centre
     near = grid.centre((2, 3))[None]
@@ -70,5 +71,19 @@ def test_bad_inputs():
         MazeGrid([[1, 1], [1, 1]])
     with pytest.raises(ValueError, match="convention"):
         MazeGeometry(1.0, "polar")
-    with pytest.raises(TypeError, match="neither"):
+    grid = MazeGrid([[1, 1, 1], [1, 0, 1], [1, 1, 1]])
+    with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
+        grid.oracle_subgoal(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="Expected positions"):
+        grid.shortest_path_length(np.zeros((4, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="neither"):
         MazeGrid.from_env(type("E", (), {"unwrapped": object()})())
+
+
+def test_tie_breaking_follows_the_geometry():
+    # An open 2x2 room: from (1, 2) to (2, 1) both (2, 2) and (1, 1) are on a shortest path.
+    room = [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]]
+    # this package's gymnasium-robotics order tries down before left ...
+    assert MazeGrid(room).shortest_path((1, 2), (2, 1)) == [(1, 2), (2, 2), (2, 1)]
+    # ... OGBench's BFS tries left before down
+    assert MazeGrid(room, geometry=MazeGeometry.ogbench()).shortest_path((1, 2), (2, 1)) == [(1, 2), (1, 1), (2, 1)]

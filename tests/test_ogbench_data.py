@@ -28,7 +28,10 @@ def test_ids():
     assert ogbench_dataset_id("pointmaze-giant-navigate-v0", full=True) == "torchrl_skills/ogbench/pointmaze-giant-navigate-v0"
     assert ogbench_dataset_id("pointmaze-giant-navigate-v0").endswith("pointmaze-giant-navigate-small-v0")
     assert ogbench_dataset_id("pointmaze-giant-navigate-v0", num_episodes=500).endswith("giant-navigate-v0")
-    assert ogbench_dataset_id("pointmaze-large-navigate-v0", val=True).endswith("large-navigate-val-v0")
+    # every size has its own validation split
+    assert ogbench_dataset_id("pointmaze-large-navigate-v0", full=True, val=True).endswith("large-navigate-val-v0")
+    assert ogbench_dataset_id("pointmaze-large-navigate-v0", val=True).endswith("large-navigate-small-val-v0")
+    assert ogbench_dataset_id("pointmaze-large-navigate-v0", num_episodes=30, val=True).endswith("-30ep-val-v0")
 
 
 def test_episodes_are_valid_minari_episodes(small_medium):
@@ -74,8 +77,9 @@ def test_deterministic_and_ensure_reuses(small_medium, minari_store):
     assert ensure_ogbench_dataset("pointmaze-medium-navigate-v0", num_episodes=4) == small_medium
 
 
-def test_round_trip_through_skill_dataset(small_medium):
-    data = SkillDataset(small_medium, seq_len=20, batch_size=8, state_key="observation")
+@pytest.mark.parametrize("state_key", [None, "observation"])
+def test_round_trip_through_skill_dataset(small_medium, state_key):
+    data = SkillDataset(small_medium, seq_len=20, batch_size=8, state_key=state_key)
     assert data.state_dim == 2 and data.action_dim == 2
     batch = data.sample()
     assert batch.batch_size == (8, 20)
@@ -84,11 +88,26 @@ def test_round_trip_through_skill_dataset(small_medium):
     assert steps == 0
 
 
+def test_recover_environment(small_medium):
+    dataset = minari.load_dataset(small_medium)
+    env = dataset.recover_environment()
+    assert env.spec.id == "pointmaze-medium-v0" and env.spec.max_episode_steps == 400
+    assert env.unwrapped._terminate_at_goal is False
+    eval_env = dataset.recover_environment(eval_env=True)
+    assert eval_env.spec.max_episode_steps == 1000 and eval_env.unwrapped._terminate_at_goal is True
+    env.close()
+    eval_env.close()
+
+
 def test_bad_inputs(minari_store):
     with pytest.raises(ValueError, match="Unknown OGBench navigate dataset"):
         generate_ogbench_dataset("pointmaze-tiny-navigate-v0")
     with pytest.raises(ValueError, match="num_episodes must be a positive integer"):
         generate_ogbench_dataset(num_episodes=0)
+    with pytest.raises(ValueError, match="episode_length must be a positive integer"):
+        generate_ogbench_dataset(num_episodes=2, episode_length=-5)
+    with pytest.raises(ValueError, match="noise must be >= 0"):
+        generate_ogbench_dataset(num_episodes=2, noise=-0.1)
     with pytest.raises(ValueError, match="trained ant expert"):
         generate_ogbench_dataset("antmaze-medium-navigate-v0", num_episodes=1)
     with pytest.raises(SystemExit):
@@ -99,3 +118,6 @@ def test_cli(small_medium, capsys):
     main(["--dataset", "pointmaze-medium-navigate-v0", "--num-episodes", "4", "--no-progress"])
     out = capsys.readouterr().out
     assert "already present" in out and "goal-reaching rate" in out
+    main(["--dataset", "pointmaze-medium-navigate-v0", "--num-episodes", "1", "--val", "--no-progress"])
+    out = capsys.readouterr().out
+    assert "pointmaze-medium-navigate-1ep-val-v0 (generated)" in out and "1001 / 1" in out

@@ -64,6 +64,12 @@ class MazeGeometry:
 
     @classmethod
     def ogbench(cls, cell_size: float = 4.0, offset: tuple[float, float] = (4.0, 4.0)) -> MazeGeometry:
+        """OGBench's geometry: ``maze_unit`` 4 m, offset 4 m, OGBench's neighbour order.
+
+        Examples:
+            >>> MazeGeometry.ogbench().convention
+            'offset'
+        """
         return cls(float(cell_size), "offset", (float(offset[0]), float(offset[1])), OGBENCH_NEIGHBOURS)
 
 
@@ -181,24 +187,50 @@ class MazeGrid:
     # ------------------------------------------------------------------ construction from envs
     @classmethod
     def from_env(cls, env) -> MazeGrid:
-        """The grid of a (possibly wrapped) gymnasium-robotics or OGBench maze env."""
+        """The grid of a (possibly wrapped) gymnasium-robotics or OGBench maze env.
+
+        Raises:
+            ValueError: ``env`` is neither kind of maze env.
+        """
         unwrapped = env.unwrapped
         if hasattr(unwrapped, "maze") and hasattr(unwrapped.maze, "maze_map"):
             return cls.from_gymnasium_robotics(env)
         if hasattr(unwrapped, "maze_map") and hasattr(unwrapped, "_maze_unit"):
             return cls.from_ogbench(env)
-        raise TypeError(
+        raise ValueError(
             f"{type(unwrapped).__name__} is neither a gymnasium-robotics maze (env.unwrapped.maze) nor an OGBench "
             "maze (env.unwrapped.maze_map)."
         )
 
     @classmethod
     def from_gymnasium_robotics(cls, env) -> MazeGrid:
+        """The grid of a (possibly wrapped) gymnasium-robotics ``PointMaze``/``AntMaze`` env.
+
+        Reads ``env.unwrapped.maze.maze_map`` and ``maze_size_scaling``; the geometry is centred.
+
+        Examples:
+            >>> import gymnasium as gym, gymnasium_robotics
+            >>> gym.register_envs(gymnasium_robotics)
+            >>> grid = MazeGrid.from_gymnasium_robotics(gym.make("PointMaze_UMaze-v3"))
+            >>> grid.extent()
+            (-2.5, 2.5, -2.5, 2.5)
+        """
         maze = env.unwrapped.maze
         return cls(maze.maze_map, geometry=MazeGeometry(float(maze.maze_size_scaling)))
 
     @classmethod
     def from_ogbench(cls, env) -> MazeGrid:
+        """The grid of a (possibly wrapped) OGBench locomaze env (``pointmaze-*``, ``antmaze-*``, ...).
+
+        Reads ``env.unwrapped.maze_map``, ``_maze_unit`` and ``_offset_x`` / ``_offset_y``.
+
+        Examples:
+            >>> import ogbench
+            >>> env = ogbench.make_env_and_datasets("pointmaze-medium-navigate-v0", env_only=True)
+            >>> grid = MazeGrid.from_ogbench(env)
+            >>> grid.centre((1, 1)), grid.extent()
+            (array([0., 0.]), (-6.0, 26.0, -6.0, 26.0))
+        """
         u = env.unwrapped
         return cls(u.maze_map, geometry=MazeGeometry.ogbench(u._maze_unit, (u._offset_x, u._offset_y)))
 
@@ -211,7 +243,7 @@ class MazeGrid:
 
     def cell_rowcol(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows and columns ``[N]`` of the cells holding positions ``[N, 2]`` (clamped to the grid)."""
-        xy = np.asarray(xy, dtype=np.float64)
+        xy = _positions(xy, "xy")
         g, s = self.geometry, self.geometry.cell_size
         if g.convention == "centred":
             rows = np.floor((self.height * s / 2 - xy[..., 1]) / s)
@@ -284,9 +316,20 @@ class MazeGrid:
             path.append(self.rowcol(current))
         return path
 
-    def path_length(self, xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
-        """Shortest-path lengths in cells ``[N]`` between the cells of ``xy`` and ``goal_xy`` ``[N, 2]``."""
-        return self.distance[self.cell_indices(xy), self.cell_indices(goal_xy)]
+    def shortest_path_length(self, xy_a: np.ndarray, xy_b: np.ndarray) -> np.ndarray:
+        """Shortest-path lengths in cells ``[N]`` between the cells of positions ``xy_a`` and ``xy_b`` ``[N, 2]``.
+
+        ``0`` in the same cell, ``-1`` where there is no path (a position in a wall or in a
+        disconnected part of the maze).
+
+        Examples:
+            >>> from gymnasium_robotics.envs.maze.maps import U_MAZE
+            >>> grid = MazeGrid(U_MAZE)  # (0, 0) is in a wall
+            >>> grid.shortest_path_length([[-1.0, 1.0], [1.0, 0.0], [0.0, 0.0]], [[-1.0, -1.0], [1.0, 1.0], [1.0, 1.0]])
+            array([ 6,  1, -1])
+        """
+        xy_a, xy_b = _pair(xy_a, xy_b)
+        return self.distance[self.cell_indices(xy_a), self.cell_indices(xy_b)]
 
     def oracle_subgoal(self, xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
         """Centres ``[N, 2]`` of the next cells on shortest paths from ``xy`` to ``goal_xy`` ``[N, 2]``.
@@ -294,14 +337,14 @@ class MazeGrid:
         In the goal cell, or with no path, the centre of the current cell. With the OGBench
         geometry this is exactly ``env.unwrapped.get_oracle_subgoal(xy, goal_xy)[0]``, for a batch.
         """
-        xy, goal_xy = np.atleast_2d(xy), np.atleast_2d(goal_xy)
+        xy, goal_xy = _pair(xy, goal_xy)
         cell = self.cell_indices(xy)
         nxt = self.next_cell[cell, self.cell_indices(goal_xy)]
         return self.cell_centres[np.where(nxt >= 0, nxt, cell)]
 
     def next_waypoints(self, xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
         """Like :meth:`oracle_subgoal`, but the goal itself once in its cell (or with no path)."""
-        xy, goal_xy = np.atleast_2d(xy), np.atleast_2d(goal_xy)
+        xy, goal_xy = _pair(xy, goal_xy)
         cell = self.cell_indices(xy)
         nxt = self.next_cell[cell, self.cell_indices(goal_xy)]
         head_for_goal = (nxt == cell) | (nxt < 0)
@@ -330,3 +373,20 @@ class MazeGrid:
         """Next waypoint towards ``goal`` from ``position`` (both world ``(x, y)``): the centre of
         the next cell on a shortest path, or ``goal`` itself when already in the goal cell."""
         return np.array(self._waypoint(float(position[0]), float(position[1]), float(goal[0]), float(goal[1])))
+
+
+def _positions(xy, name: str) -> np.ndarray:
+    xy = np.asarray(xy, dtype=np.float64)
+    if xy.ndim == 0 or xy.shape[-1] != 2:
+        raise ValueError(f"{name} must hold world (x, y) positions, shape [N, 2] or [2]; got shape {xy.shape}.")
+    return xy
+
+
+def _pair(xy, goal_xy) -> tuple[np.ndarray, np.ndarray]:
+    # Batched queries: both [N, 2] (or one of them [2], broadcast).
+    xy, goal_xy = np.atleast_2d(_positions(xy, "xy")), np.atleast_2d(_positions(goal_xy, "goal_xy"))
+    if xy.ndim != 2 or goal_xy.ndim != 2 or (len(xy) != len(goal_xy) and 1 not in (len(xy), len(goal_xy))):
+        raise ValueError(
+            f"Expected positions of shape [N, 2] and goals of shape [N, 2] (or [2]); got {xy.shape} and {goal_xy.shape}."
+        )
+    return np.broadcast_arrays(xy, goal_xy)

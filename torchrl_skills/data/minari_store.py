@@ -18,8 +18,10 @@ from typing import Any, Sequence
 
 __all__ = [
     "GENERATOR_METADATA_KEY",
+    "check_new_dataset",
     "dataset_path",
     "read_generator_metadata",
+    "reuse_dataset",
     "store_root",
     "validate_dataset_id",
     "write_minari_dataset",
@@ -36,11 +38,16 @@ def store_root() -> Path:
 
 
 def dataset_path(dataset_id: str) -> Path:
+    """Folder of ``dataset_id`` in the local store (whether or not it exists)."""
     return store_root() / dataset_id
 
 
 def read_generator_metadata(dataset_id: str) -> dict | None:
-    """Raw metadata of a *complete* generated dataset in the local store, else ``None``."""
+    """Raw metadata of a *complete* generated dataset in the local store, else ``None``.
+
+    Complete means that the generator's entry :data:`GENERATOR_METADATA_KEY`, written last, is
+    present: a dataset written by someone else, or a half-written one, reads as ``None``.
+    """
     try:
         with open(dataset_path(dataset_id) / "data" / "metadata.json") as file:
             metadata = json.load(file)
@@ -50,12 +57,60 @@ def read_generator_metadata(dataset_id: str) -> dict | None:
 
 
 def validate_dataset_id(dataset_id: str) -> None:
+    """Raises a ``ValueError`` naming the expected form if ``dataset_id`` is not a Minari id."""
     from minari.dataset.minari_dataset import DATASET_ID_RE
 
     if not DATASET_ID_RE.fullmatch(dataset_id):
         raise ValueError(
             f"Malformed Minari dataset id {dataset_id!r}: expected '(namespace/)name-v<version>', "
             "e.g. 'torchrl_skills/pointmaze/medium-v0'."
+        )
+
+
+def reuse_dataset(dataset_id: str, requested: dict, overwrite: bool = False) -> bool:
+    """Whether ``ensure_*`` helpers can return the stored ``dataset_id`` instead of generating it.
+
+    ``True`` when the store holds a complete generated dataset under the id and ``overwrite`` is
+    ``False``. Requested generator settings that differ from the stored ones only raise a warning:
+    the id names the dataset, the settings describe how it was made, and regenerating a large
+    dataset behind the caller's back would be worse than using it.
+
+    Args:
+        dataset_id (str): the id.
+        requested (dict): settings to compare with the stored ones; keys the generator does not
+            store are compared with ``None``, so pass only settings it stores.
+        overwrite (bool, optional): the caller wants a fresh dataset. Defaults to ``False``.
+
+    Examples:
+        >>> reuse_dataset("torchrl_skills/nothing/here-v0", {})
+        False
+    """
+    if overwrite:
+        return False
+    metadata = read_generator_metadata(dataset_id)
+    if metadata is None:
+        # Missing. Anything else stored under this id is not ours and makes the generator raise
+        # FileExistsError rather than delete it.
+        return False
+    stored = metadata[GENERATOR_METADATA_KEY]
+    differing = {k: (stored.get(k), v) for k, v in requested.items() if stored.get(k) != v}
+    if differing:
+        warnings.warn(
+            f"Dataset {dataset_id!r} exists with different generator settings (stored, requested): {differing}. "
+            "Using the stored dataset; pass overwrite=True to regenerate it.",
+            UserWarning,
+        )
+    return True
+
+
+def check_new_dataset(dataset_id: str, overwrite: bool, reuse_hint: str = "") -> None:
+    """Fails early, before any generation work, on a malformed id or an existing dataset."""
+    validate_dataset_id(dataset_id)
+    target = dataset_path(dataset_id)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Minari dataset {dataset_id!r} already exists at {target}. Pass overwrite=True (CLI: --overwrite) "
+            f"to regenerate it{reuse_hint}."
         )
 
 
@@ -94,13 +149,8 @@ def write_minari_dataset(
     import minari
     from minari.namespace import create_namespace, list_local_namespaces
 
-    validate_dataset_id(dataset_id)
+    check_new_dataset(dataset_id, overwrite)
     target = dataset_path(dataset_id)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"Minari dataset {dataset_id!r} already exists at {target}. Pass overwrite=True (CLI: --overwrite) "
-            "to regenerate it."
-        )
     # Minari refuses existing ids and writes in several passes: writing into a scratch root next
     # to the store and moving the finished folder keeps half-written datasets out of the store.
     store = store_root()

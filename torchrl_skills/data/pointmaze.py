@@ -37,7 +37,6 @@ import dataclasses
 import hashlib
 import json
 import time
-import warnings
 
 from typing import Sequence
 
@@ -46,9 +45,10 @@ import numpy as np
 from torchrl_skills.data.maze_grid import MazeGrid
 from torchrl_skills.data.minari_store import (
     GENERATOR_METADATA_KEY,
+    check_new_dataset,
     dataset_path as _dataset_path,
     read_generator_metadata as _read_metadata,
-    validate_dataset_id as _validate_dataset_id,
+    reuse_dataset,
     write_minari_dataset,
 )
 
@@ -434,14 +434,7 @@ def generate_pointmaze_dataset(
         raise ValueError(f"action_noise must be >= 0, got {action_noise}.")
     if dataset_id is None:
         dataset_id = pointmaze_dataset_id(maze, num_steps=num_steps)
-    _validate_dataset_id(dataset_id)
-    target = _dataset_path(dataset_id)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"Minari dataset {dataset_id!r} already exists at {target}. Pass "
-            "overwrite=True (CLI: --overwrite) to regenerate it, or use "
-            "ensure_pointmaze_dataset() to reuse it."
-        )
+    check_new_dataset(dataset_id, overwrite, ", or use ensure_pointmaze_dataset() to reuse it")
 
     gym.register_envs(gymnasium_robotics)
     layout = None if isinstance(maze, str) else _check_layout(maze)
@@ -524,8 +517,8 @@ def ensure_pointmaze_dataset(maze: str | list = "medium", full: bool = False, **
     dataset is still returned (pass ``overwrite=True`` to regenerate).
 
     Args:
-        maze (str, optional): ``"umaze"``, ``"medium"`` or ``"large"``. Defaults to
-            ``"medium"``.
+        maze (str or list, optional): ``"umaze"``, ``"medium"`` or ``"large"``, or a custom
+            layout (see :func:`generate_pointmaze_dataset`). Defaults to ``"medium"``.
         full (bool, optional): the full 1M-step dataset rather than the default size.
             Defaults to ``False``.
         **kwargs: forwarded to :func:`generate_pointmaze_dataset` (``num_steps``, if
@@ -540,22 +533,10 @@ def ensure_pointmaze_dataset(maze: str | list = "medium", full: bool = False, **
     kwargs.setdefault("num_steps", FULL_NUM_STEPS if full else DEFAULT_NUM_STEPS)
     dataset_id = kwargs.get("dataset_id") or pointmaze_dataset_id(maze, num_steps=kwargs["num_steps"])
     kwargs["dataset_id"] = dataset_id
-    metadata = None if kwargs.get("overwrite") else _read_metadata(dataset_id)
-    if metadata is None:
-        # Missing (or overwrite=True). Anything else already stored under this id is
-        # not ours and makes generate_pointmaze_dataset raise rather than delete it.
-        return generate_pointmaze_dataset(maze, **kwargs)
-    stored = metadata[GENERATOR_METADATA_KEY]
     ignored = ("dataset_id", "overwrite", "progress")
     requested = {"maze": name, **{k: v for k, v in kwargs.items() if k not in ignored}}
-    differing = {k: (stored.get(k), v) for k, v in requested.items() if stored.get(k) != v}
-    if differing:
-        warnings.warn(
-            f"Dataset {dataset_id!r} exists with different generator settings "
-            f"(stored, requested): {differing}. Using the stored dataset; pass "
-            "overwrite=True to regenerate it.",
-            UserWarning,
-        )
+    if not reuse_dataset(dataset_id, requested, overwrite=kwargs.get("overwrite", False)):
+        return generate_pointmaze_dataset(maze, **kwargs)
     return dataset_id
 
 

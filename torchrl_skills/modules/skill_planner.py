@@ -273,7 +273,11 @@ class SkillMPCPolicy(TensorDictModuleBase):
                     f"env's cost compares {env.goal_dim} coordinates (xy_indices / goal_dim). Pass the matching "
                     "goal_key, or build the SkillModelEnv with the matching xy_indices."
                 )
-            td = TensorDict({env.observation_key: state, env.goal_key: goal}, batch_size=state.shape[:-1])
+            # CEMPlanner allocates its candidates on tensordict.device: an undefined device would put
+            # them on the CPU next to a CUDA model ("Expected all tensors to be on the same device").
+            td = TensorDict(
+                {env.observation_key: state, env.goal_key: goal}, batch_size=state.shape[:-1], device=env.device
+            )
             td = self.planner(env.reset(td))
             eps = td.get("action")
         skill = self.skill_model.skill_from_noise(state, eps)

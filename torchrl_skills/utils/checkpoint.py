@@ -77,6 +77,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restores the states saved by :func:`rng_state`, so a resumed run draws the same numbers."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    # A checkpoint loaded with map_location="cuda" moves these byte tensors to the GPU, where
+    # torch refuses them ("RNG state must be a torch.ByteTensor"): they live on the CPU.
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
