@@ -42,10 +42,50 @@ def test_env_specs_and_frozen_episodes():
             steps_after += 1
             assert torch.equal(td["achieved_goal"][0], finished_at)  # frozen after done
     assert td["success"].all() and steps_after > 20
+    assert td["terminated"].all() and not td["truncated"].any() and td["task_id"].view(-1).tolist() == [3, 1]
     with pytest.raises(ValueError, match="run from 1 to 5"):
         env.set_episodes([0, 1], [0, 1])
     with pytest.raises(ValueError, match="one task and one seed per slot"):
         env.set_episodes([1], [0])
+
+
+def test_reset_entries_choose_the_episodes_and_partial_resets():
+    from tensordict import TensorDict
+
+    env = OGBenchMazeEnv(NAME, num_envs=3, task_ids=[1, 1, 1], seeds=[5, 6, 7])
+    td = env.reset(TensorDict(task_id=torch.tensor([4, 0, 2]), episode_seed=torch.tensor([9, 9, 9]), batch_size=[3]))
+    # a task id of 0 keeps the slot's task; one episode seed gives one start and goal, whatever the slot
+    assert td["task_id"].view(-1).tolist() == [4, 1, 2]
+    alone = OGBenchMazeEnv(NAME, num_envs=1, task_ids=[4], seeds=[9]).reset()
+    assert torch.equal(alone["observation"][0], td["observation"][0])
+    assert torch.equal(alone["desired_goal"][0], td["desired_goal"][0])
+    # torchrl's "_reset" mask resets only its slots (as a collector or rollout does on done slots)
+    first = td["observation"].clone()
+    td = step_mdp(env.step(td.set("action", torch.ones(3, 2))))
+    moved = td["observation"].clone()
+    reset = env.reset(td.set("_reset", torch.tensor([[False], [True], [False]])))
+    assert torch.equal(reset["observation"][[0, 2]], moved[[0, 2]])
+    assert torch.equal(reset["observation"][1], first[1])  # slot 1 replays its episode
+    with pytest.raises(ValueError, match="run from 1 to 5"):
+        env.reset(TensorDict(task_id=torch.tensor([6, 1, 1]), batch_size=[3]))
+    with pytest.raises(ValueError, match="non-negative"):
+        OGBenchMazeEnv(NAME, seeds=[-1])
+
+
+def test_actions_are_clipped_as_in_ogbench():
+    # OGBench's PointMaze moves by 0.2 * action unclipped; its evaluation loop clips to [-1, 1]
+    env = OGBenchMazeEnv(NAME, num_envs=2, task_ids=[1, 1], seeds=[0, 0])
+    td = env.step(env.reset().set("action", torch.tensor([[5.0, -5.0], [1.0, -1.0]])))
+    assert torch.equal(td["next", "observation"][0], td["next", "observation"][1])
+
+
+def test_ant_goal_observation_depends_only_on_the_episode_seed():
+    # OGBench settles the ant with random actions from its action space while resetting: without
+    # seeding that space, the goal observation's joints would differ between equal episode seeds
+    env = OGBenchMazeEnv("antmaze-medium-navigate-v0", num_envs=2, task_ids=[2, 2], seeds=[7, 7])
+    td = env.reset()
+    assert td["goal"].shape == (2, 29) and torch.equal(td["goal"][0], td["goal"][1])
+    assert torch.equal(td["desired_goal"], td["goal"][:, :2])
 
 
 def _sequential_gymnasium(tasks_seeds):
@@ -55,6 +95,7 @@ def _sequential_gymnasium(tasks_seeds):
     for task, seed in tasks_seeds:
         env = make_ogbench_env(NAME)
         np.random.seed(seed % 2**32)
+        env.action_space.seed(seed)
         ob, info = env.reset(seed=seed, options=dict(task_id=task))
         done, success, steps = False, False, 0
         while not done:
@@ -70,30 +111,41 @@ def _sequential_gymnasium(tasks_seeds):
 
 def test_success_is_the_envs_own_and_batching_does_not_matter():
     policy = OGBenchOraclePolicy(NAME)
-    batched = evaluate_ogbench(policy, NAME, episodes_per_task=2, seed=3, progress=False)
-    one_by_one = evaluate_ogbench(policy, NAME, episodes_per_task=2, seed=3, num_envs=1, progress=False)
-    key = [(ep["success"], ep["steps"], ep["episode_seed"]) for ep in batched.episodes]
-    assert key == [(ep["success"], ep["steps"], ep["episode_seed"]) for ep in one_by_one.episodes]
+    batched = evaluate_ogbench(policy, NAME, episodes_per_task=1, seed=3, progress=False)
+    one_by_one = evaluate_ogbench(policy, NAME, episodes_per_task=1, seed=3, num_envs=1, progress=False)
+    assert batched.episodes == one_by_one.episodes  # seeds, successes, steps, final distances, goals
+    assert all(np.array_equal(a, b) for a, b in zip(batched.paths, one_by_one.paths))
     # the oracle solves every task within the env's 1000 steps, as the env itself reports
     assert batched.success_rate == 1.0 and batched.task_success() == {t: 1.0 for t in range(1, 6)}
-    reference = _sequential_gymnasium([(ep["task"], ep["episode_seed"]) for ep in batched.episodes[:4]])
-    assert reference == [(ep["success"], ep["steps"]) for ep in batched.episodes[:4]]
+    reference = _sequential_gymnasium([(ep["task"], ep["episode_seed"]) for ep in batched.episodes])
+    assert reference == [(ep["success"], ep["steps"]) for ep in batched.episodes]
     # paths start at the reset position and end within the success radius
     for ep, path in zip(batched.episodes, batched.paths):
         assert len(path) == ep["steps"] + 1 and np.linalg.norm(path[-1] - ep["goal"]) <= 1.0
 
 
-def test_random_actions_fail_and_results_are_written(tmp_path):
-    from torchrl.envs.utils import RandomPolicy
+def test_skill_policy_plans_are_recorded():
+    from torchrl_skills.modules import SkillModel, SkillMPCPolicy
 
-    env = OGBenchMazeEnv(NAME)
-    result = evaluate_ogbench(
-        RandomPolicy(env.full_action_spec["action"][0]), NAME, episodes_per_task=1, tasks=[1, 2], progress=False
-    )
-    assert result.success_rate == 0.0 and all(ep["steps"] == 1000 for ep in result.episodes)
+    torch.manual_seed(0)
+    # an untrained skill model drawing skills from its prior (its primer is added by the evaluator)
+    policy = SkillMPCPolicy(SkillModel(state_dim=2, action_dim=2, z_dim=4, hidden_dim=16), None, replan_every=100)
+    result = evaluate_ogbench(policy, NAME, episodes_per_task=1, tasks=[1], progress=False)
+    (ep,), (plan,), (path,) = result.episodes, result.plans, result.paths
+    assert ep["success"] or ep["steps"] == 1000  # failures end at env.spec.max_episode_steps
+    assert plan.shape == (-(-ep["steps"] // 100), 4)  # one row per (re)planning step
+    assert np.allclose(plan[:, :2], path[: ep["steps"] : 100])  # planned from where the agent stood
+
+
+def test_results_are_written(tmp_path):
+    result = evaluate_ogbench(OGBenchOraclePolicy(NAME), NAME, episodes_per_task=1, tasks=[3, 4], progress=False)
     result.save_json(tmp_path / "r.json", extra={"note": "x"})
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["success_rate"] == 0.0 and len(report["per_episode"]) == 2 and report["note"] == "x"
+    assert len(report["per_episode"]) == 2 and report["note"] == "x" and report["success_rate"] == 1.0
+    assert set(report["per_episode"][0]) >= {"task", "episode_seed", "success", "steps", "final_distance"}
+    assert report["ci95"]["episodes_wilson"][0] <= report["success_rate"] <= report["ci95"]["episodes_wilson"][1]
+    assert OGBenchResult.load_json(tmp_path / "r.json").task_success() == {3: 1.0, 4: 1.0}
+    result.plans[0] = np.array([[*result.paths[0][0], *result.paths[0][20]]])  # as a skill policy records them
     result.plot(tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 10_000
 
@@ -103,7 +155,10 @@ def test_validation_tasks_avoid_the_evaluation_tasks():
     env = make_ogbench_env(NAME)
     evaluation = {(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in env.unwrapped.task_infos}
     assert len(tasks) == 30 and not {(t["init_ij"], t["goal_ij"]) for t in tasks} & evaluation
-    result = evaluate_ogbench(OGBenchOraclePolicy(NAME), NAME, episodes_per_task=1, tasks=tasks[:3], progress=False)
+    # two slots for three episodes: the last batch pads its empty slot, unrecorded
+    result = evaluate_ogbench(
+        OGBenchOraclePolicy(NAME), NAME, episodes_per_task=1, tasks=tasks[:3], num_envs=2, progress=False
+    )
     assert [ep["task"] for ep in result.episodes] == ["val0", "val1", "val2"] and result.success_rate == 1.0
 
 
@@ -122,5 +177,12 @@ def test_statistics_and_merge():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="OGBench does not know|Unknown OGBench"):
         OGBenchMazeEnv("pointmaze-tiny-navigate-v0")
+    policy = OGBenchOraclePolicy(NAME)
+    with pytest.raises(ValueError, match="OGBench does not know"):
+        evaluate_ogbench(policy, "pointmaze-tiny-navigate-v0")
     with pytest.raises(ValueError, match="episodes_per_task"):
-        evaluate_ogbench(OGBenchOraclePolicy(NAME), NAME, episodes_per_task=0)
+        evaluate_ogbench(policy, NAME, episodes_per_task=0)
+    with pytest.raises(ValueError, match="run from 1 to 5"):
+        evaluate_ogbench(policy, NAME, tasks=[1, 6])
+    with pytest.raises(ValueError, match="num_envs"):
+        evaluate_ogbench(policy, NAME, num_envs=0)
