@@ -9,7 +9,8 @@ Default: the package's generated PointMaze medium dataset (generated on first us
         --seq-len 30 --state-key achieved_goal observation    # x-y first, so planning can use it
     python examples/train_skill_model.py --resume               # continue where a run stopped
 
-Writes into --out-dir: checkpoint.pt (atomic, every --ckpt-every steps), a TorchRL logger
+Writes into --out-dir: checkpoint.pt (atomic, every --ckpt-every steps), best.pt with --keep-best
+(the model at the lowest validation loss), a TorchRL logger
 (CSV by default), and losses.png with the training and validation curves.
 """
 from __future__ import annotations
@@ -52,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 5e-5 over far more steps)")
     p.add_argument("--z-dim", type=int, default=256)
     p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument("--gru-layers", type=int, default=1, help="posterior GRU layers (paper's AntMaze code: 4)")
+    p.add_argument("--gru-hidden-dim", type=int, default=None,
+                   help="posterior GRU width per direction (default: half of --hidden-dim; paper's AntMaze code: 256)")
+    p.add_argument("--keep-best", action="store_true",
+                   help="also keep best.pt, the model at the lowest validation loss (the paper's choice), and return it")
     p.add_argument("--alpha", type=float, default=1.0, help="weight of log p(s_T | s_0, z)")
     p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term")
     p.add_argument("--mode", choices=["em", "joint"], default="em")
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> Path:
     device = resolve_device(args.device)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
     seed_everything(args.seed)
 
     # ---- data: Minari dataset -> TorchRL storage, [B, T] slices within episodes
@@ -128,7 +134,10 @@ def main(argv: list[str] | None = None) -> Path:
     print(data)
 
     # ---- model, loss, optimizers (EM: one Adam for the posterior, one for the rest)
-    model = SkillModel(data.state_dim, data.action_dim, z_dim=args.z_dim, hidden_dim=args.hidden_dim)
+    model = SkillModel(
+        data.state_dim, data.action_dim, z_dim=args.z_dim, hidden_dim=args.hidden_dim,
+        gru_hidden_dim=args.gru_hidden_dim, gru_layers=args.gru_layers,
+    )  # fmt: skip
     if not args.no_normalize:
         model.set_normalizer(data.state_loc, data.state_scale)
     model = model.to(device)
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> Path:
         set_rng_state(ckpt["rng"])
         print(f"resumed from {ckpt_path} at step {start}")
 
-    def checkpoint(step: int) -> None:
+    def checkpoint(step: int, path: Path = ckpt_path) -> None:
         save_checkpoint(
             {
                 "model": model.state_dict(),
@@ -168,7 +177,7 @@ def main(argv: list[str] | None = None) -> Path:
                 "history": history,
                 "args": vars(args),
             },
-            ckpt_path,
+            path,
         )
 
     @torch.no_grad()
@@ -230,6 +239,8 @@ def main(argv: list[str] | None = None) -> Path:
                     logger.log_scalar(f"train/{key}", value, step=done)
         if done % args.valid_every == 0 or done == args.steps:
             valid = validation_loss()
+            if args.keep_best and valid < min(history["valid_loss"], default=math.inf):
+                checkpoint(done, best_path)  # the model the paper keeps: lowest validation loss so far
             history["valid_step"].append(done)
             history["valid_loss"].append(valid)
             if logger is not None:
@@ -246,6 +257,8 @@ def main(argv: list[str] | None = None) -> Path:
             f"trained {args.steps - start} steps in {elapsed:.1f}s; validation loss (negative ELBO per step) "
             f"{history['valid_loss'][0]:.3f} -> {history['valid_loss'][-1]:.3f}; checkpoint {ckpt_path}"
         )
+    if args.keep_best and best_path.exists():
+        return best_path
     return ckpt_path
 
 

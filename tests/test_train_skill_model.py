@@ -65,3 +65,15 @@ def test_concatenated_state_keys(tiny_dataset, tmp_path):
     ckpt = run(tiny_dataset, tmp_path, "--steps", "2", "--state-key", "achieved_goal", "observation")
     assert load_skill_model(ckpt).state_dim == 6
     assert torch.load(ckpt, weights_only=False)["state_key"] == ["achieved_goal", "observation"]
+
+
+def test_keep_best_returns_the_model_at_the_lowest_validation_loss(generated_dataset, tmp_path):
+    path = run(generated_dataset, tmp_path, "--steps", "60", "--lr", "1e-3", "--valid-every", "20",
+               "--valid-batches", "2", "--keep-best", "--gru-layers", "2", "--gru-hidden-dim", "8")  # fmt: skip
+    assert path == tmp_path / "best.pt"
+    best, last = (torch.load(tmp_path / n, weights_only=False) for n in ("best.pt", "checkpoint.pt"))
+    h = last["history"]
+    best_step = h["valid_step"][1:][min(range(len(h["valid_loss"]) - 1), key=lambda i: h["valid_loss"][1:][i])]
+    assert best["step"] == best_step
+    model = load_skill_model(path)
+    assert model.skill_posterior.gru.num_layers == 2 and model.skill_posterior.gru.hidden_size == 8

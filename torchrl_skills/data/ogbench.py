@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -131,6 +132,29 @@ def _point_expert(agent_obs: np.ndarray, direction: np.ndarray) -> np.ndarray:
     return direction
 
 
+def _resolve_expert(agent: str, dataset: str, expert):
+    """The expert callable: the point's direction oracle, the shipped ant expert, a path to an
+    expert file, or the user's callable."""
+    if expert is None and agent == "point":
+        return _point_expert
+    if expert is None and agent == "ant":
+        from torchrl_skills.modules.direction_expert import load_direction_expert
+
+        return load_direction_expert()
+    if expert is None:
+        raise ValueError(
+            f"{dataset} needs a trained {agent} expert: pass expert=callable(agent_obs, direction) -> actions "
+            "or the path of an expert file (examples/train_ant_expert.py writes one)."
+        )
+    if isinstance(expert, (str, os.PathLike)):
+        from torchrl_skills.modules.direction_expert import load_direction_expert
+
+        return load_direction_expert(expert)
+    if not callable(expert):
+        raise TypeError(f"expert must be a callable or the path of an expert file, got {type(expert).__name__}.")
+    return expert
+
+
 def generate_ogbench_dataset(
     dataset: str = "pointmaze-medium-navigate-v0",
     full: bool = False,
@@ -166,9 +190,11 @@ def generate_ogbench_dataset(
             (of the requested size) with seed ``seed + 1``, id ``...-navigate-val-v0``.
         overwrite (bool, optional): regenerate an existing dataset. Defaults to ``False``.
         progress (bool, optional): a tqdm bar over steps. Defaults to ``True``.
-        expert (callable, optional): ``expert(agent_obs [M, d], direction [M, 2]) -> actions [M, A]``,
-            batched over the envs, with ``agent_obs = observation[:, 2:]``. Defaults to the point's
-            direction oracle; ant and humanoid mazes need a trained expert.
+        expert (callable or path, optional): ``expert(agent_obs [M, d], direction [M, 2]) -> actions
+            [M, A]``, batched over the envs, with ``agent_obs = observation[:, 2:]``, or the path of an
+            expert file (:func:`~torchrl_skills.modules.direction_expert.save_direction_expert`).
+            Defaults to the point's direction oracle, and for the ant to the expert shipped with the
+            package (:func:`~torchrl_skills.modules.direction_expert.load_direction_expert`).
         dataset_id (str, optional): override the Minari id.
 
     Returns:
@@ -199,12 +225,7 @@ def generate_ogbench_dataset(
         _check_positive(name, value)
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}.")
-    if expert is None:
-        if agent != "point":
-            raise ValueError(
-                f"{dataset} needs a trained {agent} expert: pass expert=callable(agent_obs, direction) -> actions."
-            )
-        expert = _point_expert
+    expert = _resolve_expert(agent, dataset, expert)
     _check_positive("num_workers", num_workers)
     check_new_dataset(dataset_id, overwrite, ", or use ensure_ogbench_dataset() to reuse it")
 
@@ -263,6 +284,9 @@ def generate_ogbench_dataset(
         "num_workers": int(num_workers),
         "expert": "direction oracle" if expert is _point_expert else getattr(expert, "__name__", type(expert).__name__),
     }
+    if hasattr(expert, "metrics"):  # a trained DirectionExpert: how it was trained and how fast it walks
+        settings["expert_metrics"] = dict(expert.metrics)
+        settings["expert_env_steps"] = expert.settings.get("steps")
     description = (
         f"OGBench {dataset} regenerated with OGBench's procedure (generate_locomaze.py, navigate): "
         f"{num_episodes} episodes of {episode_length} steps in {env_id} (terminate_at_goal=False); starts from all free "
@@ -420,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=1, help="generating processes (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="regenerate if the dataset exists")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--expert", default=None,
+                        help="ant mazes: an expert file from examples/train_ant_expert.py (default: the shipped expert)")
     args = parser.parse_args(argv)
     try:
         dataset_id = ogbench_dataset_id(args.dataset, full=args.full, num_episodes=args.num_episodes, val=args.val)
@@ -427,10 +453,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.overwrite or read_generator_metadata(dataset_id) is None:
             generate_ogbench_dataset(
                 args.dataset, full=args.full, num_episodes=args.num_episodes, seed=args.seed, num_envs=args.num_envs, num_workers=args.num_workers,
-                val=args.val, overwrite=args.overwrite, progress=not args.no_progress,
+                val=args.val, overwrite=args.overwrite, progress=not args.no_progress, expert=args.expert,
             )  # fmt: skip
             status = "generated"
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
         parser.error(str(err))
     info = read_generator_metadata(dataset_id)
     stats = info[GENERATOR_METADATA_KEY]

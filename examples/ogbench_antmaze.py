@@ -1,0 +1,189 @@
+"""Zero-shot goal reaching on OGBench AntMaze by planning over skills: the method's own experiment.
+
+One file, top to bottom:
+
+1. regenerate OGBench's ``antmaze-{medium,large,giant}-navigate-v0`` dataset with its documented
+   procedure into the local Minari store, if it is not there yet: the package's direction-following
+   ant expert (trained with TorchRL's SAC by ``examples/train_ant_expert.py`` and shipped in the
+   package) heads for the maze's next BFS subgoal, with N(0, 0.2) action noise;
+2. train a skill model on the ant's 29-d states (x-y first) with EM, one per training seed
+   (``examples/train_skill_model.py``; a re-run resumes). ``--preset paper`` is the authors' AntMaze
+   setting: T 40, z 256, hidden 256, a 4-layer bidirectional GRU of 256 per direction, two Adams at
+   lr 5e-5, batch 100, the model kept at the best validation loss (a GPU job); ``--preset cpu`` (the
+   default) is a small model that trains on 2 CPU cores;
+3. the planning cost: the shortest-path distance through a graph of the dataset's x-y states
+   (``--cost graph``) or the paper's straight line (``--cost euclidean``);
+4. CEM over skills on the world model (TorchRL's ``CEMPlanner`` over a ``SkillModelEnv``), each
+   planned skill executed by the low-level policy for ``--replan-every`` steps, all episodes side
+   by side with one batched planner call per step;
+5. OGBench's protocol: 5 tasks per maze, success from the env (within 0.5 m for the ant), 95%
+   intervals over episodes and training seeds, a JSON and a PNG of executed paths and planned
+   skill end points.
+
+Settings are chosen on validation goals of our own (``--validate``), never the 5 tasks.
+
+    python examples/ogbench_antmaze.py                                     # CPU preset, medium
+    python examples/ogbench_antmaze.py --validate                          # validation goals only
+    python examples/ogbench_antmaze.py --maze large --full --preset paper --seeds 0 1 2 \\
+        --episodes-per-task 50 --device cuda --num-workers 8               # the paper's setting
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+EXAMPLES_DIR = Path(__file__).resolve().parent
+if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as a module
+    sys.path.insert(0, str(EXAMPLES_DIR))
+
+# Skill-model and planner settings of each preset; any option given on the command line wins.
+PRESETS = {
+    "cpu": dict(seq_len=40, z_dim=64, hidden_dim=128, gru_layers=1, gru_hidden_dim=None, lr=3e-4,
+                train_steps=3000, candidates=500, elites=100),
+    "paper": dict(seq_len=40, z_dim=256, hidden_dim=256, gru_layers=4, gru_hidden_dim=256, lr=5e-5,
+                  train_steps=50_000, candidates=1000, elites=200),
+}  # fmt: skip
+
+
+def parse_args(argv=None):
+    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    p.add_argument("--maze", choices=["medium", "large", "giant", "teleport"], default="medium", help="AntMaze layout")
+    p.add_argument("--full", action="store_true",
+                   help="the published dataset size (1000 episodes x 1001 steps; giant 500 x 2001) instead of a tenth")
+    p.add_argument("--num-episodes", type=int, default=None, help="dataset episodes (None: small or --full size)")
+    p.add_argument("--num-workers", type=int, default=1, help="processes generating the dataset (same data for any)")
+    p.add_argument("--expert", default=None, help="expert file for generation (None: the shipped ant expert)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="skill-model and planner sizes: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+    # skill model (None: the preset's value)
+    p.add_argument("--train-steps", type=int, default=None, help="EM steps per seed (None: preset)")
+    p.add_argument("--batch-size", type=int, default=100, help="subtrajectories per batch")
+    p.add_argument("--seq-len", type=int, default=None, help="skill length T (None: preset)")
+    p.add_argument("--z-dim", type=int, default=None, help="skill size (None: preset)")
+    p.add_argument("--hidden-dim", type=int, default=None, help="network width (None: preset)")
+    p.add_argument("--gru-layers", type=int, default=None, help="posterior GRU layers (None: preset)")
+    p.add_argument("--gru-hidden-dim", type=int, default=None, help="posterior GRU width per direction (None: preset)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate of both EM optimizers (None: preset)")
+    # planning
+    p.add_argument("--cost", choices=["graph", "euclidean"], default="graph",
+                   help="planning cost: shortest paths through the dataset's x-y states, or the paper's straight line")
+    p.add_argument("--graph-nodes", type=int, default=1000, help="nodes of the dataset graph")
+    p.add_argument("--graph-edge-steps", type=int, default=20,
+                   help="join two nodes when the data went from one to the other within this many steps")
+    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead (paper: 3)")
+    p.add_argument("--candidates", type=int, default=None, help="CEM candidates per episode (None: preset)")
+    p.add_argument("--elites", type=int, default=None, help="CEM elites (None: preset)")
+    p.add_argument("--iterations", type=int, default=10, help="CEM iterations (paper: 10)")
+    p.add_argument("--replan-every", type=int, default=30, help="env steps each planned skill runs (paper: 30)")
+    p.add_argument("--eps-penalty", type=float, default=10.0,
+                   help="lambda of lambda * mean(eps^2); the paper's 10 was set for 4 m cells, as OGBench's are")
+    # evaluation
+    p.add_argument("--episodes-per-task", type=int, default=10, help="episodes per task (OGBench: 50)")
+    p.add_argument("--validate", action="store_true",
+                   help="evaluate on random validation start/goal cells of our own instead of the 5 tasks")
+    p.add_argument("--validation-tasks", type=int, default=20, help="validation start/goal pairs")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads, 0: torch's default")
+    p.add_argument("--out-dir", default=None, help="output folder (None: outputs/ogbench_antmaze/<maze>-<preset>)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = p.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out_dir is None:
+        args.out_dir = f"outputs/ogbench_antmaze/{args.maze}{'-full' if args.full else ''}-{args.preset}"
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    from train_skill_model import main as train_skill_model
+
+    from torchrl_skills.data.ogbench import ensure_ogbench_dataset
+    from torchrl_skills.envs import GraphDistanceCost
+    from torchrl_skills.evaluation.ogbench import OGBenchResult, evaluate_ogbench, make_ogbench_policy, validation_tasks
+    from torchrl_skills.modules import load_skill_model
+    from torchrl_skills.utils import resolve_device, seed_everything
+
+    device = resolve_device(args.device)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_name = f"antmaze-{args.maze}-navigate-v0"
+    timing = {}
+
+    # ---- 1. data: OGBench's procedure with the package's ant expert
+    t0 = time.perf_counter()
+    dataset_id = ensure_ogbench_dataset(
+        env_name, full=args.full, num_episodes=args.num_episodes, num_workers=args.num_workers,
+        expert=args.expert, progress=not args.no_progress,
+    )  # fmt: skip
+    timing["dataset_s"] = time.perf_counter() - t0
+    print(f"dataset {dataset_id} ({timing['dataset_s']:.0f} s)")
+
+    # ---- 3 (built once, shared by every seed): the cost only needs the dataset's x-y positions
+    cost = None
+    if args.cost == "graph":
+        cost = GraphDistanceCost.from_dataset(
+            dataset_id, num_nodes=args.graph_nodes, max_edge_steps=args.graph_edge_steps
+        ).to(device)
+        print(f"planning cost: {cost}")
+
+    results, timing["train_s"], timing["eval_s"] = [], [], []
+    for seed in args.seeds:
+        # ---- 2. the skill model on the 29-d ant state, trained with EM (resumed when it exists)
+        seed_everything(seed)
+        t0 = time.perf_counter()
+        run_dir = out_dir / f"skill_model_seed{seed}"
+        train_argv = [
+            "--dataset", dataset_id, "--state-key", "observation", "--steps", str(args.train_steps),
+            "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--z-dim", str(args.z_dim),
+            "--hidden-dim", str(args.hidden_dim), "--gru-layers", str(args.gru_layers), "--lr", str(args.lr),
+            "--device", str(device), "--seed", str(seed), "--out-dir", str(run_dir),
+            "--num-threads", str(args.num_threads), "--keep-best",
+        ]  # fmt: skip
+        if args.gru_hidden_dim is not None:
+            train_argv += ["--gru-hidden-dim", str(args.gru_hidden_dim)]
+        if (run_dir / "checkpoint.pt").exists():
+            train_argv.append("--resume")
+        if args.no_progress:
+            train_argv.append("--no-progress")
+        model = load_skill_model(train_skill_model(train_argv), map_location=device).eval()
+        timing["train_s"].append(time.perf_counter() - t0)
+
+        # ---- 4. CEM over skills on the world model, executed by the low-level policy
+        policy = make_ogbench_policy(
+            "planner", env_name, model, cost, horizon=args.horizon, candidates=args.candidates,
+            elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
+            eps_penalty=args.eps_penalty,
+        )  # fmt: skip
+
+        # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side
+        t0 = time.perf_counter()
+        tasks = validation_tasks(env_name, args.validation_tasks, seed=1000 + seed) if args.validate else None
+        result = evaluate_ogbench(
+            policy, env_name, episodes_per_task=args.episodes_per_task, tasks=tasks, seed=seed,
+            training_seed=seed, device=device, progress=not args.no_progress,
+        )  # fmt: skip
+        timing["eval_s"].append(time.perf_counter() - t0)
+        print(f"seed {seed}: success {result.success_rate:.3f} ({timing['eval_s'][-1]:.0f} s)")
+        results.append(result)
+
+    merged = OGBenchResult.merge(results)
+    name = "validation" if args.validate else "results"
+    merged.save_json(out_dir / f"{name}.json", extra={"config": vars(args), "dataset": dataset_id, "timing": timing})
+    merged.plot(out_dir / f"{name}.png", title=f"{env_name}: CEM over skills ({args.preset}), {args.cost} cost")
+    print(merged.table())
+    print(f"wrote {out_dir / (name + '.json')} and {out_dir / (name + '.png')}")
+    return {"result": merged, "timing": timing}
+
+
+if __name__ == "__main__":
+    main()
