@@ -108,8 +108,12 @@ def test_bad_inputs(minari_store):
         generate_ogbench_dataset(num_episodes=2, episode_length=-5)
     with pytest.raises(ValueError, match="noise must be >= 0"):
         generate_ogbench_dataset(num_episodes=2, noise=-0.1)
-    with pytest.raises(ValueError, match="trained ant expert"):
-        generate_ogbench_dataset("antmaze-medium-navigate-v0", num_episodes=1)
+    with pytest.raises(ValueError, match="trained humanoid expert"):
+        generate_ogbench_dataset("humanoidmaze-medium-navigate-v0", num_episodes=1)
+    with pytest.raises(FileNotFoundError, match="train_ant_expert.py"):
+        generate_ogbench_dataset("antmaze-medium-navigate-v0", num_episodes=1, expert="missing-expert.pt")
+    with pytest.raises(TypeError, match="expert must be a callable"):
+        generate_ogbench_dataset("antmaze-medium-navigate-v0", num_episodes=1, expert=3)
     with pytest.raises(SystemExit):
         main(["--dataset", "nope", "--no-progress"])
 
