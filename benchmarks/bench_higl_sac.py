@@ -52,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--updates-per-round", type=int, default=10)
     p.add_argument("--env-steps", type=int, default=600)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="device of the SAC updates (cpu or cuda)")
     p.add_argument("--skip-env", action="store_true")
     return p.parse_args(argv)
 
@@ -81,6 +82,10 @@ class PlainSAC:
         self.log_alpha = torch.nn.Parameter(torch.tensor(math.log(0.1)))
         self.target_entropy = -float(A)
         self.gamma, self.tau = gamma, tau
+        device = torch.device(args.device)
+        for m in (self.actor, self.qs, self.q_targets):
+            m.to(device)
+        self.log_alpha = torch.nn.Parameter(self.log_alpha.detach().to(device))
         self.optim = torch.optim.Adam([*self.actor.parameters(), *self.qs.parameters(), self.log_alpha], lr=lr)
 
     def _sample(self, window, goal):
@@ -118,7 +123,7 @@ class TorchRLSAC:
         spec = Bounded(-1, 1, (A,))
         actor = make_transformer_actor(spec, d, d, L, d_model=args.d_model, dim_feedforward=2 * args.d_model)
         critic = make_goal_conditioned_critic(d, A, d)
-        self.loss = SACLoss(actor, critic, num_qvalue_nets=2, alpha_init=0.1, action_spec=spec)
+        self.loss = SACLoss(actor, critic, num_qvalue_nets=2, alpha_init=0.1, action_spec=spec).to(args.device)
         self.loss.make_value_estimator(gamma=gamma)
         self.updater = SoftUpdate(self.loss, tau=tau)
         self.optim = torch.optim.Adam(self.loss.parameters(), lr=lr)
@@ -133,7 +138,8 @@ class TorchRLSAC:
 
 def bench_updates(args):
     torch.manual_seed(0)
-    batch = make_batch(args.batch_size, args.seq_len, args.latent_dim, args.action_dim)
+    batch = make_batch(args.batch_size, args.seq_len, args.latent_dim, args.action_dim).to(args.device)
+    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else (lambda: None)
     impls = {"torchrl": TorchRLSAC(args), "plain": PlainSAC(args)}
     for impl in impls.values():  # warm-up (allocator, lazy init)
         for _ in range(3):
@@ -141,9 +147,11 @@ def bench_updates(args):
     rates = {k: [] for k in impls}
     for _ in range(args.rounds):
         for name, impl in impls.items():
+            sync()
             t0 = time.perf_counter()
             for _ in range(args.updates_per_round):
                 impl.update(batch.clone())
+            sync()
             rates[name].append(args.updates_per_round / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
     return med, rates
@@ -202,7 +210,7 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"SAC update: seq_len={args.seq_len} batch={args.batch_size} latent={args.latent_dim} d_model={args.d_model} "
-          f"threads={args.threads}, {args.rounds} alternating rounds x {args.updates_per_round} updates")
+          f"threads={args.threads} device={args.device}, {args.rounds} alternating rounds x {args.updates_per_round} updates")
     med, rates = bench_updates(args)
     for k in med:
         print(f"  {k:8s} {med[k]:8.2f} updates/s (median; rounds: {', '.join(f'{r:.1f}' for r in rates[k])})")

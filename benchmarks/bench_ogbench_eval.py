@@ -25,10 +25,12 @@ from torchrl_skills.evaluation.ogbench import OGBenchOraclePolicy, evaluate_ogbe
 from torchrl_skills.modules import SkillModel, SkillMPCPolicy, make_skill_planner
 
 
-def timed(policy, dataset, episodes_per_task, num_envs):
+def timed(policy, dataset, episodes_per_task, num_envs, device="cpu"):
     torch.manual_seed(0)
     start = time.perf_counter()
-    result = evaluate_ogbench(policy, dataset, episodes_per_task, num_envs=num_envs, seed=0, progress=False)
+    result = evaluate_ogbench(
+        policy, dataset, episodes_per_task, num_envs=num_envs, seed=0, progress=False, device=device
+    )
     return result, time.perf_counter() - start
 
 
@@ -40,21 +42,22 @@ def main():
                    help="CEM episodes per task, 1000 steps each (default: %(default)s)")
     p.add_argument("--candidates", type=int, default=200, help="CEM candidates (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="device of the model and the env's tensordicts (default: %(default)s)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = SkillModel(state_dim=2, action_dim=2, z_dim=16, hidden_dim=64).eval()
+    model = SkillModel(state_dim=2, action_dim=2, z_dim=16, hidden_dim=64).to(args.device).eval()
     planner = make_skill_planner(model, num_candidates=args.candidates, top_k=args.candidates // 5, optim_steps=5)
     policies = {  # name: (policy, episodes per task)
         "oracle": (OGBenchOraclePolicy(args.dataset), args.episodes_per_task),
         "CEM over skills": (SkillMPCPolicy(model, planner, replan_every=30), args.planner_episodes_per_task),
     }
-    print(f"{args.dataset}, {args.threads} thread(s), CEM K={args.candidates}")
+    print(f"{args.dataset}, {args.threads} thread(s), device {args.device}, CEM K={args.candidates}")
     print(f"{'policy':>16} | {'episodes':>8} | {'batched ep/s':>12} | {'one at a time ep/s':>18} | ratio")
     for name, (policy, per_task) in policies.items():
         n = 5 * per_task
-        batched, t_batched = timed(policy, args.dataset, per_task, None)
-        sequential, t_seq = timed(policy, args.dataset, per_task, 1)
+        batched, t_batched = timed(policy, args.dataset, per_task, None, args.device)
+        sequential, t_seq = timed(policy, args.dataset, per_task, 1, args.device)
         if name == "oracle":
             assert batched.episodes == sequential.episodes, "batched and sequential evaluation disagree"
         print(f"{name:>16} | {n:8d} | {n / t_batched:12.2f} | {n / t_seq:18.2f} | {t_seq / t_batched:.2f}x")

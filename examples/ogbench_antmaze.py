@@ -36,6 +36,15 @@ from pathlib import Path
 
 import torch
 
+from torchrl_skills.utils import (
+    ArgumentParser,
+    RunStopped,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+)
+
 EXAMPLES_DIR = Path(__file__).resolve().parent
 if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as a module
     sys.path.insert(0, str(EXAMPLES_DIR))
@@ -50,54 +59,57 @@ PRESETS = {
 
 
 def parse_args(argv=None):
-    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--maze", choices=["medium", "large", "giant", "teleport"], default="medium", help="AntMaze layout")
     p.add_argument("--full", action="store_true",
                    help="the published dataset size (1000 episodes x 1001 steps; giant 500 x 2001) instead of a tenth")
-    p.add_argument("--num-episodes", type=int, default=None, help="dataset episodes (None: small or --full size)")
-    p.add_argument("--num-workers", type=int, default=1, help="processes generating the dataset (same data for any)")
+    p.add_argument("--num-episodes", type=positive_int, default=None, help="dataset episodes (None: small or --full size)")
+    p.add_argument("--num-workers", type=positive_int, default=1, help="processes generating the dataset (same data for any)")
     p.add_argument("--expert", default=None, help="expert file for generation (None: the shipped ant expert)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="skill-model and planner sizes: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
     # skill model (None: the preset's value)
-    p.add_argument("--train-steps", type=int, default=None, help="EM steps per seed (None: preset)")
-    p.add_argument("--batch-size", type=int, default=100, help="subtrajectories per batch")
-    p.add_argument("--seq-len", type=int, default=None, help="skill length T (None: preset)")
-    p.add_argument("--z-dim", type=int, default=None, help="skill size (None: preset)")
-    p.add_argument("--hidden-dim", type=int, default=None, help="network width (None: preset)")
-    p.add_argument("--gru-layers", type=int, default=None, help="posterior GRU layers (None: preset)")
-    p.add_argument("--gru-hidden-dim", type=int, default=None, help="posterior GRU width per direction (None: preset)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate of both EM optimizers (None: preset)")
+    p.add_argument("--train-steps", type=positive_int, default=None, help="EM steps per seed (None: preset)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="subtrajectories per batch")
+    p.add_argument("--seq-len", type=positive_int, default=None, help="skill length T (None: preset)")
+    p.add_argument("--z-dim", type=positive_int, default=None, help="skill size (None: preset)")
+    p.add_argument("--hidden-dim", type=positive_int, default=None, help="network width (None: preset)")
+    p.add_argument("--gru-layers", type=positive_int, default=None, help="posterior GRU layers (None: preset)")
+    p.add_argument("--gru-hidden-dim", type=positive_int, default=None, help="posterior GRU width per direction (None: preset)")
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate of both EM optimizers (None: preset)")
     # planning
     p.add_argument("--cost", choices=["graph", "euclidean"], default="graph",
                    help="planning cost: shortest paths through the dataset's x-y states, or the paper's straight line")
-    p.add_argument("--graph-nodes", type=int, default=1000, help="nodes of the dataset graph")
-    p.add_argument("--graph-edge-steps", type=int, default=20,
+    p.add_argument("--graph-nodes", type=positive_int, default=1000, help="nodes of the dataset graph")
+    p.add_argument("--graph-edge-steps", type=positive_int, default=20,
                    help="join two nodes when the data went from one to the other within this many steps")
-    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead (paper: 3)")
-    p.add_argument("--candidates", type=int, default=None, help="CEM candidates per episode (None: preset)")
-    p.add_argument("--elites", type=int, default=None, help="CEM elites (None: preset)")
-    p.add_argument("--iterations", type=int, default=10, help="CEM iterations (paper: 10)")
-    p.add_argument("--replan-every", type=int, default=30, help="env steps each planned skill runs (paper: 30)")
+    p.add_argument("--horizon", type=positive_int, default=3, help="skills planned ahead (paper: 3)")
+    p.add_argument("--candidates", type=positive_int, default=None, help="CEM candidates per episode (None: preset)")
+    p.add_argument("--elites", type=positive_int, default=None, help="CEM elites (None: preset)")
+    p.add_argument("--iterations", type=positive_int, default=10, help="CEM iterations (paper: 10)")
+    p.add_argument("--replan-every", type=positive_int, default=30, help="env steps each planned skill runs (paper: 30)")
     p.add_argument("--eps-penalty", type=float, default=10.0,
                    help="lambda of lambda * mean(eps^2); the paper's 10 was set for 4 m cells, as OGBench's are")
     # evaluation
-    p.add_argument("--episodes-per-task", type=int, default=10, help="episodes per task (OGBench: 50)")
+    p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (OGBench: 50)")
     p.add_argument("--validate", action="store_true",
                    help="evaluate on random validation start/goal cells of our own instead of the 5 tasks")
-    p.add_argument("--validation-tasks", type=int, default=20, help="validation start/goal pairs")
+    p.add_argument("--validation-tasks", type=positive_int, default=20, help="validation start/goal pairs")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads, 0: torch's default")
+    p.add_argument("--num-threads", type=non_negative_int, default=1, help="torch CPU threads, 0: torch's default")
     p.add_argument("--out-dir", default=None, help="output folder (None: outputs/ogbench_antmaze/<maze>-<preset>)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
+    if args.eps_penalty < 0:
+        p.error(f"--eps-penalty must be >= 0, got {args.eps_penalty}")
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.out_dir is None:
         args.out_dir = f"outputs/ogbench_antmaze/{args.maze}{'-full' if args.full else ''}-{args.preset}"
+    if args.elites > args.candidates:
+        p.error(f"--elites ({args.elites}) must be <= --candidates ({args.candidates})")
     return args
 
 
@@ -155,7 +167,11 @@ def main(argv=None) -> dict:
             train_argv.append("--resume")
         if args.no_progress:
             train_argv.append("--no-progress")
-        model = load_skill_model(train_skill_model(train_argv), map_location=device).eval()
+        try:
+            model = load_skill_model(train_skill_model(train_argv), map_location=device).eval()
+        except RunStopped as stop:  # continued by running this command again, not by train_skill_model's --resume
+            raise RunStopped(stop.signum, f"training seed {seed}, {stop.where}", stop.checkpoint,
+                             "the same command resumes the training") from None  # fmt: skip
         timing["train_s"].append(time.perf_counter() - t0)
 
         # ---- 4. CEM over skills on the world model, executed by the low-level policy
@@ -186,4 +202,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, interrupted="finished datasets and checkpoints are kept; the same command continues from them")

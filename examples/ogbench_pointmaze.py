@@ -24,15 +24,21 @@ never the 5 evaluation tasks), not on the evaluation tasks.
     python examples/ogbench_pointmaze.py --maze large --full --seeds 0 1 2 --train-steps 8000 \\
         --episodes-per-task 50 --candidates 1000 --elites 200 --device cuda --num-workers 5   # README table
     python examples/ogbench_pointmaze.py --validate                        # validation goals only
+
+A re-run with the same --out-dir resumes (or reuses) each seed's skill model. Ctrl-C or SIGTERM
+during training finishes the current step and writes its checkpoint; during dataset generation
+or evaluation it stops at once (a dataset is written only when complete). The same command then
+continues; exit status 130 / 143.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from torchrl_skills.utils import ArgumentParser, OutputDir, RunStopped, non_negative_int, positive_float, positive_int, run_cli
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as a module
@@ -40,49 +46,51 @@ if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as 
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--maze", choices=["medium", "large", "giant", "teleport"], default="medium",
                    help="OGBench PointMaze layout (default: %(default)s)")
     p.add_argument("--full", action="store_true",
                    help="the published dataset size (1000 episodes x 1001 steps; giant 500 x 2001) instead of the small one")
-    p.add_argument("--num-episodes", type=int, default=None, help="dataset episodes (default: small or --full size)")
-    p.add_argument("--num-workers", type=int, default=1,
+    p.add_argument("--num-episodes", type=positive_int, default=None, help="dataset episodes (None: the small or the --full size)")
+    p.add_argument("--num-workers", type=positive_int, default=1,
                    help="processes generating the dataset; the data does not depend on it (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (default: %(default)s)")
     # skill model
-    p.add_argument("--train-steps", type=int, default=3000, help="EM steps per seed (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=100, help="subtrajectories per batch (default: %(default)s)")
-    p.add_argument("--seq-len", type=int, default=30, help="skill length T (default: %(default)s)")
-    p.add_argument("--z-dim", type=int, default=64, help="skill size (default: %(default)s; paper 256)")
-    p.add_argument("--hidden-dim", type=int, default=128, help="network width (default: %(default)s; paper 256)")
-    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--train-steps", type=positive_int, default=3000, help="EM steps per seed (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="subtrajectories per batch (default: %(default)s)")
+    p.add_argument("--seq-len", type=positive_int, default=30, help="skill length T (default: %(default)s)")
+    p.add_argument("--z-dim", type=positive_int, default=64, help="skill size (default: %(default)s; paper 256)")
+    p.add_argument("--hidden-dim", type=positive_int, default=128, help="network width (default: %(default)s; paper 256)")
+    p.add_argument("--lr", type=positive_float, default=3e-4, help="Adam learning rate (default: %(default)s)")
     # planning
     p.add_argument("--cost", choices=["graph", "euclidean"], default="graph",
                    help="planning cost: shortest paths through the dataset's states, or the paper's straight line "
                         "(default: %(default)s)")
-    p.add_argument("--graph-nodes", type=int, default=1000, help="nodes of the dataset graph (default: %(default)s)")
-    p.add_argument("--graph-edge-steps", type=int, default=10,
+    p.add_argument("--graph-nodes", type=positive_int, default=1000, help="nodes of the dataset graph (default: %(default)s)")
+    p.add_argument("--graph-edge-steps", type=positive_int, default=10,
                    help="join two nodes when the data went from one to the other within this many steps "
                         "(default: %(default)s)")
-    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead (default: %(default)s)")
-    p.add_argument("--candidates", type=int, default=500,
+    p.add_argument("--horizon", type=positive_int, default=3, help="skills planned ahead (default: %(default)s)")
+    p.add_argument("--candidates", type=positive_int, default=500,
                    help="CEM candidates per episode (default: %(default)s; paper and full runs 1000)")
-    p.add_argument("--elites", type=int, default=100, help="CEM elites (default: %(default)s; paper and full runs 200)")
-    p.add_argument("--iterations", type=int, default=10, help="CEM iterations (default: %(default)s)")
-    p.add_argument("--replan-every", type=int, default=None, help="env steps per executed skill (default: --seq-len)")
+    p.add_argument("--elites", type=positive_int, default=100, help="CEM elites (default: %(default)s; paper and full runs 200)")
+    p.add_argument("--iterations", type=positive_int, default=10, help="CEM iterations (default: %(default)s)")
+    p.add_argument("--replan-every", type=positive_int, default=None, help="env steps per executed skill (None: --seq-len)")
     p.add_argument("--eps-penalty", type=float, default=0.1,
                    help="lambda of lambda * mean(eps^2); chosen among 10 (the paper's, for 4 m cells), 1 and 0.1 on "
                         "validation goals (README) (default: %(default)s)")
     # evaluation
-    p.add_argument("--episodes-per-task", type=int, default=10, help="episodes per task (default: %(default)s; OGBench 50)")
+    p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (default: %(default)s; OGBench 50)")
     p.add_argument("--validate", action="store_true",
                    help="evaluate on random validation start/goal cells of our own instead of the 5 tasks")
-    p.add_argument("--validation-tasks", type=int, default=20, help="validation start/goal pairs (default: %(default)s)")
+    p.add_argument("--validation-tasks", type=positive_int, default=20, help="validation start/goal pairs (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
-    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads, 0: torch's default (default: %(default)s)")
-    p.add_argument("--out-dir", default=None, help="output folder (default: outputs/ogbench_pointmaze/<maze>)")
+    p.add_argument("--num-threads", type=non_negative_int, default=1, help="torch CPU threads, 0: torch's default (default: %(default)s)")
+    p.add_argument("--out-dir", default=None, help="output folder (None: outputs/ogbench_pointmaze/<maze>[-full])")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
+    if args.elites > args.candidates:
+        p.error(f"--elites ({args.elites}) must be <= --candidates ({args.candidates})")
     if args.replan_every is None:
         args.replan_every = args.seq_len
     if args.out_dir is None:
@@ -91,7 +99,16 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
+    """The whole experiment; returns ``{"result": OGBenchResult, "timing": dict}``.
+
+    Raises :class:`~torchrl_skills.utils.RunStopped` when SIGINT / SIGTERM stops a training run.
+    """
     args = parse_args(argv)
+    with OutputDir(args.out_dir) as out:  # a failed start leaves no empty folder
+        return run(args, out)
+
+
+def run(args, out: OutputDir) -> dict:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     from train_skill_model import main as train_skill_model
@@ -103,8 +120,7 @@ def main(argv=None) -> dict:
     from torchrl_skills.utils import resolve_device, seed_everything
 
     device = resolve_device(args.device)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = out.path
     env_name = f"pointmaze-{args.maze}-navigate-v0"
     timing = {}
 
@@ -143,7 +159,12 @@ def main(argv=None) -> dict:
             train_argv.append("--resume")
         if args.no_progress:
             train_argv.append("--no-progress")
-        model = load_skill_model(train_skill_model(train_argv), map_location=device).eval()
+        try:
+            ckpt_path = train_skill_model(train_argv)
+        except RunStopped as stop:  # continued by this command, not by train_skill_model's --resume
+            raise RunStopped(stop.signum, f"training step {stop.where.split()[-1]} of seed {seed}", stop.checkpoint,
+                             "the same command resumes the training") from None  # fmt: skip
+        model = load_skill_model(ckpt_path, map_location=device).eval()
         timing["train_s"].append(time.perf_counter() - t0)
 
         # ---- 4. CEM over skills on the world model, executed by the low-level policy
@@ -180,4 +201,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, interrupted="the dataset (if complete) and trained models are kept; the same command continues")

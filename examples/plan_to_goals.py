@@ -19,7 +19,11 @@ One command runs the whole pipeline on PointMaze medium:
         --state-key achieved_goal observation   # when that dataset is in the local Minari store
 
 A re-run with the same ``--out-dir`` and training settings reuses (or finishes) the trained
-checkpoint instead of training again.
+checkpoint instead of training again, and replaces the results and plots of the previous run.
+Ctrl-C or SIGTERM during training finishes the current step and writes the checkpoint; during
+evaluation it stops after the current step. Either way the command is printed that continues
+(the same command: training resumes from its checkpoint, evaluation starts again), exit status
+130 / 143.
 """
 from __future__ import annotations
 
@@ -36,11 +40,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from torchrl_skills.utils import (
+    ArgumentParser,
+    CheckpointNotFoundError,
+    OutputDir,
+    RunStopped,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+    stop_on_signals,
+)
+
 EXAMPLES_DIR = Path(__file__).resolve().parent
 if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as a module
     sys.path.insert(0, str(EXAMPLES_DIR))
 
 MAZE_ENVS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "large": "PointMaze_Large-v3"}
+METHODS = ["planner", "prior", "random"]
+# The results of one run: a re-run replaces all of them (a method or a failure plot that the new
+# run does not produce must not survive from the previous one).
+OUTPUTS = ["results.json", "summary.png", *(f"{name}_trajectories.png" for name in METHODS), "planner_failures.png"]
 
 # Embedded default of the main job, sized so that dataset generation + training + 3 x 50
 # evaluation episodes finish in < 15 min on 2 CPU cores. Networks are smaller than the package
@@ -57,11 +77,12 @@ DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--maze", choices=sorted(MAZE_ENVS), default="medium", help="PointMaze layout")
-    p.add_argument("--dataset", default=None, help="Minari dataset id (default: torchrl_skills/pointmaze/<maze>-v0)")
-    p.add_argument("--env", default=None, help="gymnasium env id (default: PointMaze_<Maze>-v3)")
-    p.add_argument("--checkpoint", default=None, help="skill-model checkpoint to load instead of training")
+    p.add_argument("--dataset", default=None, help="Minari dataset id (None: torchrl_skills/pointmaze/<maze>-v0)")
+    p.add_argument("--env", default=None, help="gymnasium env id (None: PointMaze_<Maze>-v3)")
+    p.add_argument("--checkpoint", default=None,
+                   help="skill-model checkpoint (from train_skill_model.py) to load instead of training")
     p.add_argument(
         "--state-key",
         nargs="+",
@@ -69,46 +90,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="observation entries forming the state (concatenated); e.g. 'achieved_goal observation' for AntMaze",
     )
     # training (ignored with --checkpoint)
-    p.add_argument("--train-steps", type=int, default=DEFAULTS["train_steps"])
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    p.add_argument("--seq-len", type=int, default=DEFAULTS["seq_len"], help="skill length T in training")
-    p.add_argument("--z-dim", type=int, default=DEFAULTS["z_dim"])
-    p.add_argument("--hidden-dim", type=int, default=DEFAULTS["hidden_dim"])
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--train-steps", type=positive_int, default=DEFAULTS["train_steps"],
+                   help="EM steps of the skill model (train_skill_model.py --steps)")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"], help="subtrajectories per batch")
+    p.add_argument("--seq-len", type=positive_int, default=DEFAULTS["seq_len"],
+                   help="skill length T in training (30 = --replan-every here; train_skill_model.py's default is 10)")
+    p.add_argument("--z-dim", type=positive_int, default=DEFAULTS["z_dim"],
+                   help="skill size (smaller than train_skill_model.py's 256: a replan costs ~4x less)")
+    p.add_argument("--hidden-dim", type=positive_int, default=DEFAULTS["hidden_dim"],
+                   help="network width (smaller than train_skill_model.py's 256, see --z-dim)")
+    p.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"], help="Adam learning rate")
     # planning and execution
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--replan-every", type=int, default=30, help="env steps per executed skill")
-    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead")
-    p.add_argument("--candidates", type=int, default=1000)
-    p.add_argument("--elites", type=int, default=200)
-    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--episodes", type=positive_int, default=50, help="evaluation episodes per method")
+    p.add_argument("--num-envs", type=non_negative_int, default=0,
+                   help="episodes run side by side (0: all of them at once; 1: one after the other)")
+    p.add_argument("--replan-every", type=positive_int, default=30, help="env steps per executed skill")
+    p.add_argument("--horizon", type=positive_int, default=3, help="skills planned ahead")
+    p.add_argument("--candidates", type=positive_int, default=1000, help="CEM candidates per replan")
+    p.add_argument("--elites", type=positive_int, default=200, help="CEM elites (refit the sampling distribution)")
+    p.add_argument("--iterations", type=positive_int, default=10, help="CEM iterations per replan")
     p.add_argument(
         "--eps-penalty",
         type=float,
         default=None,
-        help="lambda of lambda * mean(eps^2); default: the paper's 10 for AntMaze's 4 m cells, scaled with the "
+        help="lambda of lambda * mean(eps^2); None: the paper's 10 for AntMaze's 4 m cells, scaled with the "
         "squared cell size (0.625 for PointMaze's 1 m cells)",
     )
-    p.add_argument("--eps-bound", type=float, default=None, help="clip planned noise to [-b, b] (default: no clip)")
+    p.add_argument("--eps-bound", type=positive_float, default=None, help="clip planned noise to [-b, b] (None: no clip)")
     p.add_argument("--xy-indices", type=int, nargs=2, default=[0, 1], help="x-y entries of the state")
-    p.add_argument("--success-distance", type=float, default=0.5)
-    p.add_argument("--max-episode-steps", type=int, default=None, help="default: the env's own limit")
-    p.add_argument("--baselines", nargs="*", default=["prior", "random"], choices=["prior", "random"])
-    p.add_argument("--plot-episodes", type=int, default=6)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--success-distance", type=positive_float, default=0.5,
+                   help="an episode succeeds when the agent comes this close to the goal")
+    p.add_argument("--max-episode-steps", type=positive_int, default=None, help="episode length (None: the env's own limit)")
+    p.add_argument("--baselines", nargs="*", default=["prior", "random"], choices=["prior", "random"],
+                   help="baselines run on the same episodes (none: only the planner)")
+    p.add_argument("--plot-episodes", type=positive_int, default=6, help="episodes drawn per trajectory plot")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="training seed and episode seeds")
     # One thread by default: the matrices are small (K=1000 x 128), a second thread gains little,
     # and on a shared machine OpenMP threads waiting for a busy core made training 10x slower.
-    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (0: torch default)")
-    p.add_argument("--out-dir", default="outputs/plan_to_goals")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--num-threads", type=int, default=1,
+                   help="torch CPU threads (0: torch's default, as train_skill_model.py; 1 here: the networks are small)")
+    p.add_argument("--out-dir", default="outputs/plan_to_goals",
+                   help="results, plots and the trained model (skill_model/), reused by a re-run")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = p.parse_args(argv)
     if args.dataset is None:
         args.dataset = f"torchrl_skills/pointmaze/{args.maze}-v0"
     if args.env is None:
         args.env = MAZE_ENVS[args.maze]
-    if args.episodes < 1:
-        p.error("--episodes must be >= 1")
+    if args.elites > args.candidates:
+        p.error(f"--elites ({args.elites}) must be <= --candidates ({args.candidates})")
     return args
 
 
@@ -141,7 +172,14 @@ def train_or_load(args: argparse.Namespace, out_dir: Path):
     """Returns ``(model, checkpoint path, training seconds)``; training is resumed, not redone."""
     from torchrl_skills.modules import load_skill_model
 
+    from torchrl_skills.utils import load_checkpoint
+
     if args.checkpoint is not None:
+        if not Path(args.checkpoint).is_file():
+            raise CheckpointNotFoundError(
+                f"--checkpoint {args.checkpoint}: no such file. Pass a checkpoint written by "
+                "examples/train_skill_model.py, or leave --checkpoint out to train one here."
+            )
         return load_skill_model(args.checkpoint, map_location=args.device), Path(args.checkpoint), 0.0
     from train_skill_model import main as train_main
 
@@ -156,7 +194,7 @@ def train_or_load(args: argparse.Namespace, out_dir: Path):
         train_argv.append("--no-progress")
     ckpt_path = train_dir / "checkpoint.pt"
     if ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("args", {})
+        saved = load_checkpoint(ckpt_path).get("args", {})  # a damaged file is named in the error
         same = all(
             saved.get(k) == v
             for k, v in {
@@ -170,7 +208,11 @@ def train_or_load(args: argparse.Namespace, out_dir: Path):
         else:
             print(f"{ckpt_path} was trained with other settings: training again")
     start = time.perf_counter()
-    ckpt_path = train_main(train_argv)
+    try:
+        ckpt_path = train_main(train_argv)
+    except RunStopped as stop:  # continued by running this command again, not by train_skill_model's --resume
+        raise RunStopped(stop.signum, f"training step {stop.where.split()[-1]}", stop.checkpoint,
+                         "the same command resumes the training") from None  # fmt: skip
     return load_skill_model(ckpt_path, map_location=args.device), ckpt_path, time.perf_counter() - start
 
 
@@ -180,10 +222,11 @@ def train_or_load(args: argparse.Namespace, out_dir: Path):
 
 def make_env(env_id: str, max_episode_steps: int | None, device: str):
     import gymnasium as gym
-    import gymnasium_robotics
     from torchrl.envs import GymEnv
 
-    gym.register_envs(gymnasium_robotics)
+    from torchrl_skills.utils import import_gymnasium_robotics
+
+    gym.register_envs(import_gymnasium_robotics())
     kwargs = {"continuing_task": False}  # an episode ends when the goal is reached (<= 0.45)
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
@@ -204,46 +247,91 @@ def check_state_holds_xy(env, state_keys: list[str], xy_indices) -> None:
         )
 
 
-def run_episodes(env, policy, seeds, max_steps: int, success_distance: float, name: str, progress: bool):
-    """Runs one episode per seed; returns per-episode metrics and the rollouts."""
+def make_batch_env(env_id: str, max_episode_steps: int | None, device: str, num_envs: int):
+    """``num_envs`` episodes side by side (finished ones stay frozen until all are done)."""
+    import gymnasium as gym
+
+    from torchrl_skills.envs import BatchedGymEnv
+    from torchrl_skills.utils import import_gymnasium_robotics
+
+    gym.register_envs(import_gymnasium_robotics())
+    kwargs = {"continuing_task": False}  # an episode ends when the goal is reached (<= 0.45)
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
+    return BatchedGymEnv(env_id, num_envs, device=device, **kwargs)
+
+
+def run_episodes(
+    env, policy, seeds, max_steps: int, success_distance: float, name: str, progress: bool, stop=None, checkpoint=None
+):
+    """Runs one episode per seed, ``env.batch_size`` of them side by side; returns per-episode
+    metrics, the rollouts and the planning calls ``(seconds, episodes planned)``.
+
+    ``env`` is a batched env (:func:`make_batch_env`, possibly with the policy's primer); episode
+    ``k`` resets its slot from ``seeds[k]``, so it plays out the same in any slot or batch. A
+    policy that plans plans every episode that replans at a step in one batched call.
+    ``stop`` (a :class:`~torchrl_skills.utils.GracefulStop`) is read after each step: the
+    evaluation then ends early and :class:`~torchrl_skills.utils.RunStopped` is raised, naming
+    the model's ``checkpoint``.
+    """
+    from torchrl_skills.evaluation import rollout_side_by_side
+
+    base = getattr(env, "base_env", env)
+    n = base.batch_size[0]
     episodes, rollouts = [], []
-    bar = tqdm(seeds, desc=f"{name:>8}", disable=not progress, leave=True)
+    bar = tqdm(total=len(seeds), desc=f"{name:>8}", disable=not progress, leave=True)
     successes = 0
-    for i, seed in enumerate(bar):
-        env.set_seed(int(seed))
+    # Only a planner plans; the prior baseline's skill draws are not planning time.
+    plans = getattr(policy, "planner", None) is not None
+    n_calls = len(getattr(policy, "planning_times", []))
+    for first in range(0, len(seeds), n):
+        chunk = [int(seed) for seed in seeds[first : first + n]]
+        base.set_episode_seeds(chunk + chunk[:1] * (n - len(chunk)))  # a short last batch replays, unrecorded
         td = env.reset()
-        start = td["achieved_goal"].double().cpu().numpy()
-        goal = td["desired_goal"].double().cpu().numpy()
-        n_plans = len(getattr(policy, "planning_times", []))
-        with torch.no_grad():
-            rollout = env.rollout(max_steps, policy, auto_reset=False, tensordict=td, break_when_any_done=True)
-        xy = rollout["next", "achieved_goal"].double().cpu().numpy()
-        dist = np.linalg.norm(xy - goal, axis=-1)
-        reached = np.flatnonzero(dist <= success_distance)
-        success = reached.size > 0
-        successes += success
-        plan_times = list(getattr(policy, "planning_times", []))[n_plans:]
-        episodes.append(
-            {
-                "seed": int(seed),
-                "start": start.tolist(),
-                "goal": goal.tolist(),
-                "success": bool(success),
-                "steps": int(reached[0] + 1) if success else int(len(dist)),
-                "episode_steps": int(len(dist)),
-                "final_distance": float(dist[-1]),
-                "min_distance": float(dist.min()),
-                "replans": len(plan_times),
-                "planning_ms": [1e3 * t for t in plan_times],
-            }
-        )
-        rollouts.append(rollout)
-        bar.set_postfix(success=f"{successes}/{i + 1}")
-    return episodes, rollouts
+        starts = td["achieved_goal"].double().cpu().numpy()
+        goals = td["desired_goal"].double().cpu().numpy()
+        rollout, lengths = rollout_side_by_side(env, policy, max_steps, td, stop=stop)
+        if stop:
+            bar.close()
+            raise stop.stopped(
+                f"evaluation episodes {first + 1}-{first + len(chunk)} of {len(seeds)} ({name})", checkpoint,
+                "no results were written; the same command reuses the model and evaluates again",
+            )  # fmt: skip
+        for slot, seed in enumerate(chunk):
+            episode = rollout[slot, : int(lengths[slot])]
+            xy = episode["next", "achieved_goal"].double().cpu().numpy()
+            dist = np.linalg.norm(xy - goals[slot], axis=-1)
+            reached = np.flatnonzero(dist <= success_distance)
+            success = reached.size > 0
+            successes += success
+            replans = int((episode["skill_step"] == 0).sum()) if "skill_step" in episode.keys() else 0
+            episodes.append(
+                {
+                    "seed": seed,
+                    "start": starts[slot].tolist(),
+                    "goal": goals[slot].tolist(),
+                    "success": bool(success),
+                    "steps": int(reached[0] + 1) if success else int(len(dist)),
+                    "episode_steps": int(len(dist)),
+                    "final_distance": float(dist[-1]),
+                    "min_distance": float(dist.min()),
+                    "replans": replans,  # skills started (planned, or drawn from the prior)
+                }
+            )
+            rollouts.append(episode)
+        # postfix and count move together: "success=a/b" always counts the b episodes shown as done
+        bar.set_postfix(success=f"{successes}/{len(episodes)}", refresh=False)
+        bar.update(len(chunk))
+    bar.close()
+    calls = []
+    if plans:
+        calls = list(zip(policy.planning_times[n_calls:], policy.planning_sizes[n_calls:]))
+    return episodes, rollouts, calls
 
 
-def summarize(episodes: list[dict], seconds: float) -> dict:
-    plan_ms = [t for ep in episodes for t in ep["planning_ms"]]
+def summarize(episodes: list[dict], seconds: float, plan_calls=()) -> dict:
+    """``plan_calls``: ``(seconds, episodes planned)`` of each batched planning call."""
+    plan_ms = [1e3 * t / max(1, size) for t, size in plan_calls for _ in range(size)]  # per replan, amortised
     success_steps = [ep["steps"] for ep in episodes if ep["success"]]
     return {
         "episodes": len(episodes),
@@ -252,9 +340,11 @@ def summarize(episodes: list[dict], seconds: float) -> dict:
         "mean_min_distance": float(np.mean([ep["min_distance"] for ep in episodes])),
         "mean_steps": float(np.mean([ep["steps"] for ep in episodes])),
         "mean_steps_to_success": float(np.mean(success_steps)) if success_steps else None,
-        "replans": len(plan_ms),
+        "replans": sum(ep["replans"] for ep in episodes),
         "planning_ms_per_replan_mean": float(np.mean(plan_ms)) if plan_ms else None,
         "planning_ms_per_replan_median": float(np.median(plan_ms)) if plan_ms else None,
+        "planning_calls": len(plan_calls),
+        "planning_ms_per_call_mean": float(np.mean([1e3 * t for t, _ in plan_calls])) if plan_calls else None,
         "wall_time_s": seconds,
     }
 
@@ -364,7 +454,16 @@ def plot_summary(path: Path, results: dict, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """The whole pipeline; returns the report written to ``results.json``.
+
+    Raises :class:`~torchrl_skills.utils.RunStopped` when SIGINT / SIGTERM stops it.
+    """
     args = parse_args(argv)
+    with OutputDir(args.out_dir, owned=OUTPUTS) as out:  # a failed start leaves no empty folder
+        return run(args, out)
+
+
+def run(args: argparse.Namespace, out: OutputDir) -> dict:
     t_start = time.perf_counter()
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -375,8 +474,7 @@ def main(argv: list[str] | None = None) -> dict:
     from torchrl_skills.utils import resolve_device, seed_everything
 
     resolve_device(args.device)  # fails early, with the fix, when CUDA is asked for but absent
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = out.path
     progress = not args.no_progress
     seed_everything(args.seed)
 
@@ -417,26 +515,35 @@ def main(argv: list[str] | None = None) -> dict:
     policies = {"planner": SkillMPCPolicy(model, planner, **common)}
     if "prior" in args.baselines:
         policies["prior"] = SkillMPCPolicy(model, None, **common)
+    # All episodes of a method side by side (or --num-envs at a time): one policy call, and one
+    # batched CEM call for the episodes that replan, per step.
+    num_envs = min(args.num_envs or args.episodes, args.episodes)
+    batch_env = make_batch_env(args.env, args.max_episode_steps, args.device, num_envs)
     if "random" in args.baselines:
-        policies["random"] = RandomPolicy(base_env.action_spec)
+        policies["random"] = RandomPolicy(batch_env.action_spec)
 
     # The same start/goal pairs for every method: each episode resets the env from its own seed.
     seeds = [args.seed * 100_003 + i for i in range(args.episodes)]
     results, all_rollouts = {}, {}
-    for name, policy in policies.items():
-        env = base_env
-        if isinstance(policy, SkillMPCPolicy):
-            env = TransformedEnv(base_env, policy.make_tensordict_primer())
-        torch.manual_seed(args.seed)  # the prior baseline's skill draws are repeatable too
-        t0 = time.perf_counter()
-        episodes, rollouts = run_episodes(env, policy, seeds, max_steps, args.success_distance, name, progress)
-        results[name] = {"summary": summarize(episodes, time.perf_counter() - t0), "episodes": episodes}
-        all_rollouts[name] = rollouts
+    with stop_on_signals() as stop:  # Ctrl-C / SIGTERM: stop after the current step
+        for name, policy in policies.items():
+            env = batch_env
+            if isinstance(policy, SkillMPCPolicy):
+                env = TransformedEnv(batch_env, policy.make_tensordict_primer())
+            torch.manual_seed(args.seed)  # the prior baseline's skill draws are repeatable too
+            t0 = time.perf_counter()
+            episodes, rollouts, plan_calls = run_episodes(
+                env, policy, seeds, max_steps, args.success_distance, name, progress, stop, ckpt_path
+            )
+            summary = summarize(episodes, time.perf_counter() - t0, plan_calls)
+            results[name] = {"summary": summary, "episodes": episodes}
+            all_rollouts[name] = rollouts
     goals = {name: [ep["goal"] for ep in r["episodes"]] for name, r in results.items()}
     if any(g != goals["planner"] for g in goals.values()):
         raise RuntimeError("The methods did not see the same goals; the env seeding is not repeatable.")
 
     label = f"{args.env}, {args.episodes} episodes"
+    out.clear()  # the previous run's results and plots: what follows replaces them
     plot_trajectories(
         out_dir / "planner_trajectories.png", maze, all_rollouts["planner"], results["planner"]["episodes"],
         f"CEM over skills ({label}); x: world-model skill end points", args.xy_indices, args.plot_episodes, True,
@@ -472,7 +579,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{label}; total {report['timing_s']['total']:.0f}s (dataset {dataset_s:.0f}s, training {train_s:.0f}s)")
     for name, r in results.items():
         s = r["summary"]
-        plan = f", planning {s['planning_ms_per_replan_mean']:.0f} ms/replan" if s["replans"] else ""
+        planned = s["planning_ms_per_replan_mean"] is not None  # the planner; baselines do not plan
+        plan = f", planning {s['planning_ms_per_replan_mean']:.0f} ms/replan" if planned else ""
         print(
             f"  {name:>8}: success {s['success_rate']:.2f}, final distance {s['mean_final_distance']:.2f}, "
             f"steps {s['mean_steps']:.0f}{plan}"
@@ -482,4 +590,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # a stopped run continues when the same command runs again

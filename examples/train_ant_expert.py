@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -47,20 +46,21 @@ from torchrl_skills.modules.direction_expert import (
     save_direction_expert,
 )
 from torchrl_skills.utils import (
+    ArgumentParser,
     load_checkpoint,
     resolve_device,
     rng_state,
     save_checkpoint,
     seed_everything,
     set_rng_state,
+    stop_on_signals,
 )
 
 ENV_ID = "online-ant-v0"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=int, default=400_000, help="env steps in all (OGBench: 400k)")
     p.add_argument("--random-steps", type=int, default=10_000, help="uniformly random steps first (OGBench: 10k)")
     p.add_argument("--frames-per-batch", type=int, default=50,
@@ -182,10 +182,9 @@ def checkpoint() -> None:
     plot_curves(history, out_dir / "learning_curve.png")
 
 
-# SIGINT / SIGTERM: finish the current batch, checkpoint, say how to continue.
-stop_signal = []
-for sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
+# SIGINT / SIGTERM: finish the current batch, checkpoint, say how to continue; a second one stops
+# at once (the last checkpoint is intact: it is written atomically).
+stop = stop_on_signals().__enter__()
 
 logger = None if args.logger == "none" else get_logger(args.logger, logger_name=str(out_dir), experiment_name="ant_expert")
 collector = Collector(
@@ -235,14 +234,14 @@ for batch in collector:
         if logger is not None:
             logger.log_scalar("eval/speed_mps", speed, step=frames)
         bar.set_postfix(speed=f"{speed:.2f} m/s", updates=updates)
-    if frames % args.ckpt_every < args.frames_per_batch or frames >= args.steps or stop_signal:
+    if frames % args.ckpt_every < args.frames_per_batch or frames >= args.steps or stop:
         checkpoint()
-    if stop_signal:
+    if stop:
         bar.close()
         collector.shutdown()
-        print(f"stopped at env step {frames}; checkpoint {ckpt_path}; continue with "
-              f"python examples/train_ant_expert.py --out-dir {out_dir} --resume")  # fmt: skip
-        sys.exit(128 + stop_signal[0])
+        stopped = stop.stopped(f"env step {frames}", ckpt_path)
+        print(stopped.message(f"python examples/train_ant_expert.py --out-dir {out_dir} --resume"), file=sys.stderr)
+        sys.exit(stopped.exit_code)
 bar.close()
 collector.shutdown()
 

@@ -10,7 +10,7 @@ from torch import nn
 from torchrl.collectors import Collector
 from torchrl.data import Bounded
 from torchrl.envs import GymEnv, StepCounter, TransformedEnv
-from torchrl.objectives import SACLoss
+from torchrl.objectives import SACLoss, SoftUpdate
 
 from torchrl_skills.data.windows import make_window_replay_buffer
 from torchrl_skills.envs.hierarchical import HierarchicalEnv, make_window_env
@@ -208,6 +208,7 @@ def _sac_setup(detach_encoder):
     actor = make_transformer_actor(spec, d, d, L, d_model=16, dim_feedforward=32)
     critic = make_goal_conditioned_critic(d, 2, d, num_cells=(16, 16))
     loss = SACLoss(actor, critic, num_qvalue_nets=2, alpha_init=0.1, action_spec=spec)
+    SoftUpdate(loss, tau=0.005)  # as the examples do; without an updater SACLoss warns at every call
     relabel = LatentWindowRelabel(encoder, L, detach_encoder=detach_encoder)
     data, _ = _slices(B, L, obs_dim, d)
     data["action"] = data["action"].clamp(-0.9, 0.9)

@@ -156,7 +156,7 @@ class TestLoss:
     @pytest.mark.parametrize("batch", [(8,), (2, 3)])
     def test_keys_and_scalars(self, model, mode, batch):
         out = SkillModelLoss(model, mode=mode)(make_batch(*batch))
-        expected = ["loss_e_step", "loss_m_step"] if mode == "em" else ["loss_action", "loss_end_state", "loss_kl"]
+        expected = ["loss_action", "loss_end_state", "loss_kl"]  # both modes
         assert sorted(k for k in out.keys() if k.startswith("loss_")) == sorted(expected)
         for key in ("kl", "log_prob_action", "log_prob_end_state", "elbo"):
             assert out[key].shape == () and not out[key].requires_grad
@@ -197,12 +197,7 @@ class TestLoss:
         elbo = (log_pi + 0.7 * log_end - 1.3 * kl).mean() / 7
         assert out["elbo"].item() == pytest.approx(elbo.item(), rel=1e-4)
         total = sum(v for k, v in out.items() if k.startswith("loss_"))
-        if mode == "joint":
-            assert total.item() == pytest.approx(-elbo.item(), rel=1e-4)
-        else:  # E-step: -log pi + beta KL; M-step: the whole negative ELBO
-            e = (-log_pi + 1.3 * kl).mean() / 7
-            assert out["loss_e_step"].item() == pytest.approx(e.item(), rel=1e-4)
-            assert out["loss_m_step"].item() == pytest.approx(-elbo.item(), rel=1e-4)
+        assert total.item() == pytest.approx(-elbo.item(), rel=1e-4)  # EM's one-pass loss is -ELBO too
 
     @staticmethod
     def _grads(model, loss):
@@ -219,14 +214,63 @@ class TestLoss:
             for name, net in nets.items()
         }
 
+    @staticmethod
+    def _two_pass_em_losses(loss_fn, batch):
+        """The EM losses as separate E- and M-step passes (the package's form before the one-pass loss):
+        each network frozen by detaching its parameters, two forwards of policy and world model."""
+        from torch.func import functional_call
+
+        model, T = loss_fn.skill_model, batch.shape[-1]
+        obs, act, nxt = batch["observation"], batch["action"], batch["next", "observation"]
+        s0, s_end = obs[..., 0, :], nxt[..., -1, :]
+        q_loc, q_scale = model.skill_posterior(obs, act)
+        z = q_loc + q_scale * torch.randn_like(q_loc)
+        p_loc, p_scale = model.skill_prior(s0)
+        frozen_pi = {k: v.detach() for k, v in model.skill_policy.named_parameters()}
+        log_pi_e = normal_log_prob(act, *functional_call(model.skill_policy, frozen_pi, (obs, z.unsqueeze(-2)))).sum(-1)
+        loss_e = -log_pi_e + loss_fn.beta * normal_kl(q_loc, q_scale, p_loc.detach(), p_scale.detach())
+        if loss_fn.e_step_world_model:
+            frozen_wm = {k: v.detach() for k, v in model.skill_world_model.named_parameters()}
+            loss_e = loss_e - loss_fn.alpha * normal_log_prob(
+                s_end, *functional_call(model.skill_world_model, frozen_wm, (s0, z))
+            )
+        zf = z.detach()
+        log_pi = normal_log_prob(act, *model.skill_policy(obs, zf.unsqueeze(-2))).sum(-1)
+        log_end = normal_log_prob(s_end, *model.skill_world_model(s0, zf))
+        kl = normal_kl(q_loc.detach(), q_scale.detach(), p_loc, p_scale)
+        loss_m = -log_pi - loss_fn.alpha * log_end + loss_fn.beta * kl
+        return loss_e.mean() / T, loss_m.mean() / T
+
     @pytest.mark.parametrize("e_step_world_model", [False, True])
-    def test_em_gradients_are_separated(self, model, e_step_world_model):
-        loss = SkillModelLoss(model, e_step_world_model=e_step_world_model)
+    def test_one_pass_em_gradients_equal_two_pass(self, model, e_step_world_model):
+        # The one-pass loss gives exactly the gradients of separate E- and M-step losses, for every
+        # parameter, and the E-step part reaches only the posterior, the M-step part only the rest.
+        loss_fn = SkillModelLoss(model, alpha=0.7, beta=1.3, e_step_world_model=e_step_world_model)
         batch = make_batch(8)
-        e = self._grads(model, loss(batch)["loss_e_step"])
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)
+        out = loss_fn(batch)
+        sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+        one_pass = {n: p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)  # the same reparameterisation noise
+        loss_e, loss_m = self._two_pass_em_losses(loss_fn, batch)
+        e = self._grads(model, loss_e)
         assert e == {"posterior": True, "policy": False, "world_model": False, "prior": False}
-        m = self._grads(model, loss(batch)["loss_m_step"])
-        assert m == {"posterior": False, "policy": True, "world_model": True, "prior": True}
+        loss_m.backward()  # accumulates onto the E-step gradients: the sum of the two passes
+        for name, p in model.named_parameters():
+            assert torch.allclose(one_pass[name], p.grad, atol=1e-6, rtol=0), name
+        assert out["loss_action"].item() + out["loss_end_state"].item() + out["loss_kl"].item() == pytest.approx(
+            loss_m.item(), rel=1e-5
+        )  # the one-pass loss is the M-step's value, -ELBO
+
+    def test_em_gradients_are_separated(self, model):
+        # Without the s_T term in the E-step, the world model's term reaches the world model only.
+        loss = SkillModelLoss(model)
+        grads = self._grads(model, loss(make_batch(8))["loss_end_state"])
+        assert grads == {"posterior": False, "policy": False, "world_model": True, "prior": False}
+        grads = self._grads(model, SkillModelLoss(model, mode="joint")(make_batch(8))["loss_end_state"])
+        assert grads == {"posterior": True, "policy": False, "world_model": True, "prior": False}
 
     def test_e_step_world_model_term_reaches_posterior(self, model):
         # With the flag, the s_T term changes the posterior gradient; without it, it does not.
@@ -235,7 +279,8 @@ class TestLoss:
         for flag in (False, True):
             model.zero_grad(set_to_none=True)
             torch.manual_seed(0)
-            SkillModelLoss(model, e_step_world_model=flag)(batch)["loss_e_step"].backward()
+            out = SkillModelLoss(model, e_step_world_model=flag)(batch)
+            sum(v for k, v in out.items() if k.startswith("loss_")).backward()
             grads.append(model.skill_posterior.head.loc.weight.grad.clone())
         assert not torch.allclose(grads[0], grads[1])
 
@@ -262,7 +307,7 @@ class TestLoss:
         loss.set_keys(observation="state", next_observation=("next", "state"))
         batch = make_batch(4).rename_key_("observation", "state")
         batch.rename_key_(("next", "observation"), ("next", "state"))
-        assert torch.isfinite(loss(batch)["loss_m_step"])
+        assert torch.isfinite(loss(batch)["loss_action"])
         with pytest.raises(ValueError, match="not an accepted tensordict key"):
             loss.set_keys(state="x")
 

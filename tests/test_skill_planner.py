@@ -12,7 +12,7 @@ from torchrl.modules import CEMPlanner
 
 from torchrl_skills.envs.skill_model_env import SkillModelEnv
 from torchrl_skills.modules import SkillModel
-from torchrl_skills.modules.skill_planner import SkillMPCPolicy, make_skill_planner
+from torchrl_skills.modules.skill_planner import SkillCEMPlanner, SkillMPCPolicy, make_skill_planner
 
 gym.register_envs(gymnasium_robotics)
 
@@ -99,7 +99,8 @@ def test_executor_in_a_torchrl_collector():
     from torchrl.collectors import Collector  # SyncDataCollector in earlier torchrl releases
 
     _, policy, env = make_policy_env(max_episode_steps=25, replan_every=10)
-    collector = Collector(env, policy, frames_per_batch=20, total_frames=40)
+    # the env already carries the policy's primer; the examples opt out of torchrl's auto-registration too
+    collector = Collector(env, policy, frames_per_batch=20, total_frames=40, auto_register_policy_transforms=False)
     policy.planning_times.clear()  # the collector runs the policy once at construction to read its outputs
     batches = [batch.clone() for batch in collector]
     collector.shutdown()
@@ -168,3 +169,28 @@ def test_eps_bound_keeps_candidates_in_the_box():
     assert eps.abs().max() <= 1.0 and eps[0] > 0.9
     with pytest.raises(ValueError, match="eps_bound"):
         make_skill_planner(linear_skill_model(), eps_bound=0.0)
+
+
+@pytest.mark.parametrize("env_kwargs", [{}, {"eps_bound": 1.0}, {"sample_world_model": True}], ids=["mean", "bounded", "sampled"])
+@pytest.mark.parametrize("batch", [(), (3,)], ids=["unbatched", "batch3"])
+def test_tensor_imagination_gives_torchrl_cem_plans(env_kwargs, batch):
+    # SkillCEMPlanner imagines on tensors; TorchRL's generic path rolls the env out. Same draws,
+    # same elites: the same plan, exactly.
+    model = small_model()
+    kw = dict(num_candidates=64, top_k=8, optim_steps=3, eps_penalty=0.5, **env_kwargs)
+    fast, generic = make_skill_planner(model, **kw), make_skill_planner(model, use_env_rollout=True, **kw)
+    assert isinstance(fast, SkillCEMPlanner) and isinstance(fast, CEMPlanner)
+    td = fast.env.reset(TensorDict({"observation": torch.randn(*batch, 4), "goal": torch.randn(*batch, 2)}, batch))
+    torch.manual_seed(1)
+    a = fast(td.clone())["action"]
+    torch.manual_seed(1)
+    b = generic(td.clone())["action"]
+    assert a.shape == (*batch, 8)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_mean_only_paths_equal_the_gaussian_means():
+    model = small_model()
+    s, z = torch.randn(7, 4), torch.randn(7, 8)
+    torch.testing.assert_close(model.skill_world_model.mean(s, z), model.skill_world_model(s, z)[0])
+    torch.testing.assert_close(model.skill_policy.mean(s, z), model.skill_policy(s, z)[0])

@@ -17,12 +17,14 @@ from tensordict import TensorDict
 from tensordict.utils import NestedKey
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 
+from torchrl_skills.utils.cli import UserError
+
 __all__ = ["SkillDataset", "load_minari_transitions", "local_minari_root", "DatasetNotFoundError"]
 
 GENERATE_COMMAND = "python -m torchrl_skills.data.pointmaze --maze medium"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset id is neither in the local Minari store nor downloadable."""
 
 
@@ -43,12 +45,19 @@ def _ensure_local(dataset_id: str, download: bool) -> None:
             minari.download_dataset(dataset_id)
             return
         except Exception as err:  # noqa: BLE001 - any failure means "not downloadable here"
-            reason = f"download failed: {type(err).__name__}: {err}"
+            reason = f"download failed: {type(err).__name__}: {' '.join(str(err).split())}"
+    # What works offline comes first: generating a dataset, or pointing at one; downloading last.
+    if dataset_id.startswith("torchrl_skills/ogbench/"):
+        generate = "Regenerate it with `python -m torchrl_skills.data.ogbench --dataset <name>` (see --help for the id's options)"
+    else:
+        generate = (
+            f"Generate a local PointMaze dataset with `{GENERATE_COMMAND}` (id 'torchrl_skills/pointmaze/medium-v0'; "
+            "--maze umaze|medium|large) and use that"
+        )
     raise DatasetNotFoundError(
-        f"Minari dataset {dataset_id!r} was not found in the local store (searched {path}) and {reason}. "
-        f"Generate a local PointMaze dataset with `{GENERATE_COMMAND}` (id 'torchrl_skills/pointmaze/medium-v0'; "
-        "--maze umaze|medium|large), set MINARI_DATASETS_PATH to the folder holding the dataset, or download it "
-        f"where there is internet with `minari download {dataset_id}`."
+        f"Minari dataset {dataset_id!r} is not in the local store (searched {path}). {generate}; or set "
+        "MINARI_DATASETS_PATH to the folder that holds the dataset; or, with internet access, download it with "
+        f"`minari download {dataset_id}` (needs `pip install \"minari[hf]\"`). [{reason}]"
     )
 
 

@@ -31,7 +31,6 @@ From the command line::
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import functools
 import os
@@ -245,14 +244,20 @@ def generate_ogbench_dataset(
             import multiprocessing
 
             with concurrent.futures.ProcessPoolExecutor(
-                min(num_workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")
+                min(num_workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
+                initializer=_ignore_sigint,
             ) as pool:
-                outputs = pool.map(job, chunks)
-                for buffers, steps, late in outputs:
-                    episodes += buffers
-                    reached_steps += steps
-                    timed_out += late
-                    bar.update(len(buffers) * episode_length)
+                try:
+                    outputs = pool.map(job, chunks)
+                    for buffers, steps, late in outputs:
+                        episodes += buffers
+                        reached_steps += steps
+                        timed_out += late
+                        bar.update(len(buffers) * episode_length)
+                except BaseException:
+                    # Ctrl-C / SIGTERM / an error: only the running chunks are waited for
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
         else:
             for chunk in chunks:
                 buffers, steps, late = job(chunk, bar=bar)
@@ -317,6 +322,14 @@ def generate_ogbench_dataset(
         env.close()
         eval_env.close()
     return dataset_id
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group, and only the parent handles it
+    (it stops the generation); workers finish their chunk quietly instead of printing tracebacks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _collect_chunk(chunk, env_id, episode_length, noise, seed, expert, bar=None):
@@ -430,18 +443,21 @@ def ensure_ogbench_dataset(dataset: str = "pointmaze-medium-navigate-v0", full: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: ``python -m torchrl_skills.data.ogbench --dataset pointmaze-medium-navigate-v0``."""
-    parser = argparse.ArgumentParser(
+    from torchrl_skills.utils.cli import ArgumentParser, positive_int
+
+    parser = ArgumentParser(
         prog="python -m torchrl_skills.data.ogbench",
         description="Regenerate an OGBench navigate dataset with OGBench's procedure into the local Minari store "
-        "(MINARI_DATASETS_PATH or ~/.minari/datasets).",
+        "(MINARI_DATASETS_PATH or ~/.minari/datasets). The dataset is written only when complete: a run stopped "
+        "with Ctrl-C or SIGTERM writes nothing.",
     )
     parser.add_argument("--dataset", default="pointmaze-medium-navigate-v0", help="OGBench name (default: %(default)s)")
     parser.add_argument("--full", action="store_true", help="the published size (1000 x 1001 steps; giant 500 x 2001)")
-    parser.add_argument("--num-episodes", type=int, default=None, help="episodes (default: a tenth of the published)")
+    parser.add_argument("--num-episodes", type=positive_int, default=None, help="episodes (None: a tenth of the published)")
     parser.add_argument("--val", action="store_true", help="OGBench's validation split (a tenth of the episodes)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    parser.add_argument("--num-envs", type=int, default=16, help="envs stepped side by side (default: %(default)s)")
-    parser.add_argument("--num-workers", type=int, default=1, help="generating processes (default: %(default)s)")
+    parser.add_argument("--num-envs", type=positive_int, default=16, help="envs stepped side by side (default: %(default)s)")
+    parser.add_argument("--num-workers", type=positive_int, default=1, help="generating processes (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="regenerate if the dataset exists")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--expert", default=None,
@@ -471,4 +487,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from torchrl_skills.utils.cli import run_cli
+
+    run_cli(main, interrupted="no dataset was written (it is written only when complete); run the same command again")

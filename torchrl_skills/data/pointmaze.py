@@ -32,7 +32,6 @@ From the command line::
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -419,8 +418,10 @@ def generate_pointmaze_dataset(
         1.0
     """
     import gymnasium as gym
-    import gymnasium_robotics
 
+    from torchrl_skills.utils.third_party import import_gymnasium_robotics
+
+    gymnasium_robotics = import_gymnasium_robotics()  # without its AdroitHand notice
     maze_name = _check_maze(maze)
     sizes = {"num_steps": num_steps, "episode_length": episode_length, "goal_budget": goal_budget}
     for name, value in sizes.items():
@@ -542,12 +543,15 @@ def ensure_pointmaze_dataset(maze: str | list = "medium", full: bool = False, **
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point: ``python -m torchrl_skills.data.pointmaze``."""
-    parser = argparse.ArgumentParser(
+    from torchrl_skills.utils.cli import ArgumentParser, positive_int
+
+    parser = ArgumentParser(
         prog="python -m torchrl_skills.data.pointmaze",
         description=(
             "Generate a D4RL-style PointMaze dataset (waypoint planner + noisy PD "
             "controller) into the local Minari store (MINARI_DATASETS_PATH or "
-            "~/.minari/datasets)."
+            "~/.minari/datasets). The dataset is written only when complete: a run "
+            "stopped with Ctrl-C or SIGTERM writes nothing."
         ),
     )
     parser.add_argument("--maze", default="medium", choices=sorted(MAZES), help="maze layout (default: %(default)s)")
@@ -560,11 +564,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--full", action="store_true", help=f"generate the full {FULL_NUM_STEPS:,}-step dataset"
     )
     parser.add_argument(
-        "--num-steps", type=int, default=None, help=f"number of steps (default {DEFAULT_NUM_STEPS:,})"
+        "--num-steps", type=positive_int, default=None,
+        help=f"number of steps (None: {DEFAULT_NUM_STEPS:,}, or {FULL_NUM_STEPS:,} with --full)",
     )
-    parser.add_argument("--episode-length", type=int, default=DEFAULT_EPISODE_LENGTH)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--action-noise", type=float, default=DEFAULT_ACTION_NOISE)
+    parser.add_argument("--episode-length", type=positive_int, default=DEFAULT_EPISODE_LENGTH,
+                        help="steps per episode (the env's time limit)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the env and the controller's noise")
+    parser.add_argument("--action-noise", type=float, default=DEFAULT_ACTION_NOISE,
+                        help="std of the Gaussian noise added to the PD controller's actions")
     parser.add_argument("--dataset-id", default=None, help="override the Minari dataset id")
     parser.add_argument("--overwrite", action="store_true", help="regenerate if the dataset exists")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -611,4 +618,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from torchrl_skills.utils.cli import run_cli
+
+    run_cli(main, interrupted="no dataset was written (it is written only when complete); run the same command again")

@@ -94,7 +94,10 @@ class SkillTransition(nn.Module):
         sample_world_model (bool): sample the end state from ``p(s_T | s, z)`` instead of taking
             its mean.
 
-    ``forward(state, eps, goal, min_cost)`` returns ``(next_state, next_min_cost, reward)``.
+    ``forward(state, eps, goal, min_cost)`` returns ``(next_state, next_min_cost, reward)``;
+    :meth:`returns` rolls a whole sequence of noises out and returns the summed reward. With the
+    mean world model (the default), only its mean is computed
+    (:meth:`~torchrl_skills.modules.TemporalAbstractWorldModel.mean`): the scale head is skipped.
 
     Examples:
         >>> from torchrl_skills.modules import SkillModel
@@ -121,15 +124,53 @@ class SkillTransition(nn.Module):
     def forward(
         self, state: torch.Tensor, eps: torch.Tensor, goal: torch.Tensor, min_cost: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        next_state = self.next_state(state, eps)
+        next_min_cost = self._next_min_cost(next_state, goal, min_cost)
+        reward = (min_cost - next_min_cost) - self.eps_penalty * eps.pow(2).mean(-1, keepdim=True)
+        return next_state, next_min_cost, reward
+
+    def next_state(self, state: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """The imagined end state of the skill ``mu(s) + sigma(s) * eps`` (mean, or a sample)."""
+        from torchrl_skills.modules.skill_model import network_mean
+
         skill = self.skill_model.skill_from_noise(state, eps)
+        if not self.sample_world_model:
+            return network_mean(self.skill_model.skill_world_model, state, skill)
         loc, scale = self.skill_model.skill_world_model(state, skill)
-        next_state = loc + scale * torch.randn_like(loc) if self.sample_world_model else loc
+        return loc + scale * torch.randn_like(loc)
+
+    def _next_min_cost(self, next_state: torch.Tensor, goal: torch.Tensor, min_cost: torch.Tensor) -> torch.Tensor:
         cost = self.cost(next_state, goal)
         if cost.shape != min_cost.shape:
             cost = cost.reshape(min_cost.shape)
-        next_min_cost = torch.minimum(min_cost, cost)
-        reward = (min_cost - next_min_cost) - self.eps_penalty * eps.pow(2).mean(-1, keepdim=True)
-        return next_state, next_min_cost, reward
+        return torch.minimum(min_cost, cost)
+
+    def returns(
+        self, state: torch.Tensor, eps: torch.Tensor, goal: torch.Tensor, min_cost: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed reward of the noise sequences ``eps`` ``[..., L, z_dim]`` from ``state`` ``[..., state_dim]``.
+
+        The same value as summing :meth:`forward`'s rewards over the ``L`` steps, computed with
+        the telescoped sum: ``min_cost - min_{i<=L} cost(s_i) - lambda * sum_i mean(eps_i^2)``.
+        Per step this runs the prior, the world model's mean and the cost, nothing else.
+
+        Examples:
+            >>> from torchrl_skills.modules import SkillModel
+            >>> step = SkillTransition(SkillModel(4, 2, z_dim=8, hidden_dim=32), GoalDistanceCost(), eps_penalty=1.0)
+            >>> s, eps, g, m = torch.zeros(5, 4), torch.randn(5, 3, 8), torch.ones(5, 2), torch.full((5, 1), 2.0)
+            >>> total, (s1, m1) = 0, (s, m)
+            >>> for t in range(3):
+            ...     s1, m1, r = step(s1, eps[:, t], g, m1)
+            ...     total = total + r
+            >>> torch.allclose(step.returns(s, eps, g, m), total, atol=1e-5)
+            True
+        """
+        start_cost = min_cost
+        for t in range(eps.shape[-2]):
+            state = self.next_state(state, eps[..., t, :])
+            min_cost = self._next_min_cost(state, goal, min_cost)
+        penalty = eps.pow(2).mean(-1).sum(-1, keepdim=True)
+        return (start_cost - min_cost) - self.eps_penalty * penalty
 
 
 class SkillModelEnv(ModelBasedEnvBase):

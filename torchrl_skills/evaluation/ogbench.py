@@ -20,7 +20,6 @@ Command line (a skill-model checkpoint from ``examples/train_skill_model.py``)::
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -509,9 +508,14 @@ def evaluate_ogbench(
 
 def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     """Command line: ``python -m torchrl_skills.evaluation.ogbench``."""
-    p = argparse.ArgumentParser(
+    from torchrl_skills.utils.cli import ArgumentParser, positive_int
+    from torchrl_skills.utils.outputs import OutputDir
+
+    p = ArgumentParser(
         prog="python -m torchrl_skills.evaluation.ogbench",
-        description="Evaluate a policy with OGBench's protocol (5 tasks per maze, success from the env).",
+        description="Evaluate a policy with OGBench's protocol (5 tasks per maze, success from the env). Results "
+        "are written at the end, replacing those of an earlier run in --out-dir; a run stopped with Ctrl-C or "
+        "SIGTERM writes nothing.",
     )
     p.add_argument("--dataset", default="pointmaze-medium-navigate-v0", help="OGBench name (default: %(default)s)")
     p.add_argument("--policy", choices=["planner", "prior", "oracle", "random"], default="planner",
@@ -520,13 +524,13 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--cost", choices=["euclidean", "graph"], default="euclidean",
                    help="planning cost; 'graph' needs --graph-dataset (default: %(default)s)")
     p.add_argument("--graph-dataset", default=None, help="Minari id whose states build the graph cost")
-    p.add_argument("--episodes-per-task", type=int, default=50, help="OGBench: 50 (default: %(default)s)")
-    p.add_argument("--num-envs", type=int, default=None, help="episodes side by side (default: all)")
-    p.add_argument("--horizon", type=int, default=3, help="skills planned ahead (default: %(default)s)")
-    p.add_argument("--candidates", type=int, default=1000, help="CEM candidates (default: %(default)s)")
-    p.add_argument("--elites", type=int, default=200, help="CEM elites (default: %(default)s)")
-    p.add_argument("--iterations", type=int, default=10, help="CEM iterations (default: %(default)s)")
-    p.add_argument("--replan-every", type=int, default=30, help="env steps per skill (default: %(default)s)")
+    p.add_argument("--episodes-per-task", type=positive_int, default=50, help="OGBench: 50 (default: %(default)s)")
+    p.add_argument("--num-envs", type=positive_int, default=None, help="episodes side by side (None: all)")
+    p.add_argument("--horizon", type=positive_int, default=3, help="skills planned ahead (default: %(default)s)")
+    p.add_argument("--candidates", type=positive_int, default=1000, help="CEM candidates (default: %(default)s)")
+    p.add_argument("--elites", type=positive_int, default=200, help="CEM elites (default: %(default)s)")
+    p.add_argument("--iterations", type=positive_int, default=10, help="CEM iterations (default: %(default)s)")
+    p.add_argument("--replan-every", type=positive_int, default=30, help="env steps per skill (default: %(default)s)")
     p.add_argument("--eps-penalty", type=float, default=0.1, help="lambda of the noise penalty, chosen on validation goals (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="episode seeds (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
@@ -535,45 +539,49 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="only merge results.json files of several training seeds (run side by side) into one report")
     args = p.parse_args(argv)
+    outputs = ["results.json", "results.png"]  # what a run writes into --out-dir, and replaces
     if args.merge:
         try:
             result = OGBenchResult.merge([OGBenchResult.load_json(f) for f in args.merge])
         except (OSError, KeyError, ValueError) as err:
             p.error(f"--merge: {err}")
-        result.save_json(Path(args.out_dir) / "results.json", extra={"merged": args.merge})
+        with OutputDir(args.out_dir, owned=outputs) as out:
+            out.clear()  # a results.png of an earlier evaluation would not describe the merged results
+            result.save_json(out / "results.json", extra={"merged": args.merge})
         print(result.table())
         return result
+    # Errors (a missing or damaged checkpoint, an unknown dataset) propagate: run_cli prints them in one line.
     model = cost = None
-    try:
-        if args.policy in ("planner", "prior"):
-            if args.checkpoint is None:
-                raise ValueError(f"--policy {args.policy} needs --checkpoint (a skill model from train_skill_model.py).")
-            from torchrl_skills.modules import load_skill_model
+    if args.policy in ("planner", "prior"):
+        if args.checkpoint is None:
+            raise ValueError(f"--policy {args.policy} needs --checkpoint (a skill model from train_skill_model.py).")
+        from torchrl_skills.modules import load_skill_model
 
-            model = load_skill_model(args.checkpoint, map_location=args.device).eval()
-        if args.cost == "graph":
-            if args.graph_dataset is None:
-                raise ValueError("--cost graph needs --graph-dataset (the Minari id the model was trained on).")
-            from torchrl_skills.envs import GraphDistanceCost
+        model = load_skill_model(args.checkpoint, map_location=args.device).eval()
+    if args.cost == "graph":
+        if args.graph_dataset is None:
+            raise ValueError("--cost graph needs --graph-dataset (the Minari id the model was trained on).")
+        from torchrl_skills.envs import GraphDistanceCost
 
-            cost = GraphDistanceCost.from_dataset(args.graph_dataset).to(args.device)
-        policy = make_ogbench_policy(
-            args.policy, args.dataset, model, cost, args.horizon, args.candidates, args.elites, args.iterations,
-            args.replan_every, args.eps_penalty,
-        )  # fmt: skip
-        result = evaluate_ogbench(
-            policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,
-            device=args.device, progress=not args.no_progress,
-        )  # fmt: skip
-    except (ValueError, FileNotFoundError) as err:
-        p.error(str(err))
-    out = Path(args.out_dir)
-    result.save_json(out / "results.json", extra={"config": vars(args)})
-    result.plot(out / "results.png", title=f"{args.dataset}: {args.policy}")
+        cost = GraphDistanceCost.from_dataset(args.graph_dataset).to(args.device)
+    policy = make_ogbench_policy(
+        args.policy, args.dataset, model, cost, args.horizon, args.candidates, args.elites, args.iterations,
+        args.replan_every, args.eps_penalty,
+    )  # fmt: skip
+    result = evaluate_ogbench(
+        policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,
+        device=args.device, progress=not args.no_progress,
+    )  # fmt: skip
+    with OutputDir(args.out_dir, owned=outputs) as out:
+        out.clear()
+        result.save_json(out / "results.json", extra={"config": vars(args)})
+        result.plot(out / "results.png", title=f"{args.dataset}: {args.policy}")
     print(result.table())
     print(f"wrote {out / 'results.json'} and {out / 'results.png'}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    from torchrl_skills.utils.cli import run_cli
+
+    run_cli(main, interrupted="no results were written; run the same command again")

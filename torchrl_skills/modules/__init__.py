@@ -11,7 +11,7 @@ from torchrl_skills.modules.skill_model import (
     TemporalAbstractWorldModel,
     load_skill_model,
 )
-from torchrl_skills.modules.skill_planner import SkillMPCPolicy, make_skill_planner
+from torchrl_skills.modules.skill_planner import SkillCEMPlanner, SkillMPCPolicy, make_skill_planner
 from torchrl_skills.modules.transformer_policy import (
     GoalConditionedQValue,
     TransformerPolicy,
@@ -29,6 +29,7 @@ __all__ = [
     "StateNormalizer",
     "TemporalAbstractWorldModel",
     "load_skill_model",
+    "SkillCEMPlanner",
     "SkillMPCPolicy",
     "make_skill_planner",
     # hierarchical latent goals (Part B)

@@ -44,6 +44,13 @@ def _check_last_dim(name: str, tensor: torch.Tensor, expected: int, what: str) -
         )
 
 
+def network_mean(net: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """The mean of a Gaussian network: ``net.mean(*inputs)`` where it has the mean-only path,
+    else ``net(*inputs)[0]`` (e.g. a user's own world model returning ``(loc, scale)``)."""
+    mean = getattr(net, "mean", None)
+    return mean(*inputs) if callable(mean) else net(*inputs)[0]
+
+
 class GaussianHead(nn.Module):
     """Mean and standard-deviation heads of a diagonal Gaussian, each ``Linear-ReLU-Linear``.
 
@@ -75,6 +82,11 @@ class GaussianHead(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h_loc, h_scale = F.relu(self.hidden(x)).split(self.hidden_dim, dim=-1)
         return self.loc(h_loc), F.softplus(self.scale(h_scale)) + self.min_scale
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean alone: the scale head's half of the first layer and its output layer are skipped."""
+        n = self.hidden_dim
+        return self.loc(F.relu(F.linear(x, self.hidden.weight[:n], self.hidden.bias[:n])))
 
 
 class StateNormalizer(nn.Module):
@@ -210,11 +222,17 @@ class _ConditionalGaussianMLP(nn.Module):
         self.hidden = nn.Linear(hidden_dim, hidden_dim)
         self.head = GaussianHead(hidden_dim, out_features, hidden_dim, min_scale)
 
-    def gaussian(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def trunk(self, *inputs: torch.Tensor) -> torch.Tensor:
         h = self.inputs[0](inputs[0])
         for layer, x in zip(self.inputs[1:], inputs[1:]):
             h = h + layer(x)
-        return self.head(F.relu(self.hidden(F.relu(h))))
+        return F.relu(self.hidden(F.relu(h)))
+
+    def gaussian(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.trunk(*inputs))
+
+    def gaussian_mean(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head.mean(self.trunk(*inputs))
 
 
 class SkillPolicy(_ConditionalGaussianMLP):
@@ -255,6 +273,12 @@ class SkillPolicy(_ConditionalGaussianMLP):
         _check_last_dim("SkillPolicy", state, self.state_dim, "a state")
         _check_last_dim("SkillPolicy", skill, self.z_dim, "a skill")
         return self.gaussian(self.normalizer.normalize(state), skill)
+
+    def mean(self, state: torch.Tensor, skill: torch.Tensor) -> torch.Tensor:
+        """The deterministic action (the mean of ``forward``'s Gaussian), without the scale head."""
+        _check_last_dim("SkillPolicy", state, self.state_dim, "a state")
+        _check_last_dim("SkillPolicy", skill, self.z_dim, "a skill")
+        return self.gaussian_mean(self.normalizer.normalize(state), skill)
 
 
 class TemporalAbstractWorldModel(_ConditionalGaussianMLP):
@@ -301,6 +325,20 @@ class TemporalAbstractWorldModel(_ConditionalGaussianMLP):
         if self.residual:
             loc = loc + state_n
         return self.normalizer.denormalize(loc), scale * self.normalizer.scale
+
+    def mean(self, state: torch.Tensor, skill: torch.Tensor) -> torch.Tensor:
+        """The predicted end state's mean (``forward(...)[0]``) without computing the scale head.
+
+        Planning with the mean world model uses only this: a CEM replan calls it
+        ``iterations x horizon`` times on all candidates.
+        """
+        _check_last_dim("TemporalAbstractWorldModel", state, self.state_dim, "a state")
+        _check_last_dim("TemporalAbstractWorldModel", skill, self.z_dim, "a skill")
+        state_n = self.normalizer.normalize(state)
+        loc = self.gaussian_mean(state_n, skill)
+        if self.residual:
+            loc = loc + state_n
+        return self.normalizer.denormalize(loc)
 
 
 class SkillPrior(nn.Module):

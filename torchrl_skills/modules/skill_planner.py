@@ -21,9 +21,102 @@ from torchrl.modules import CEMPlanner
 from torchrl.modules.planners.common import MPCPlannerBase
 
 from torchrl_skills.envs.skill_model_env import SkillModelEnv
-from torchrl_skills.modules.skill_model import SkillModel
+from torchrl_skills.modules.skill_model import SkillModel, SkillPrior, TemporalAbstractWorldModel, network_mean
 
-__all__ = ["SkillMPCPolicy", "make_skill_planner"]
+__all__ = ["SkillCEMPlanner", "SkillMPCPolicy", "make_skill_planner"]
+
+
+class SkillCEMPlanner(CEMPlanner):
+    """TorchRL's :class:`~torchrl.modules.CEMPlanner` over a :class:`SkillModelEnv`, imagining on tensors.
+
+    The same planner, interface and result as ``CEMPlanner(env, ...)`` (same draws, same
+    candidates, same elites: tested), but each iteration's imagined rollout calls the env's
+    :class:`~torchrl_skills.envs.skill_model_env.SkillTransition` on the ``[*B, K, L, z]``
+    candidate tensor directly (:meth:`~torchrl_skills.envs.skill_model_env.SkillTransition.returns`)
+    instead of ``env.rollout``: per imagined skill only the prior, the world model's mean and the
+    cost run, with no tensordict built, stacked or masked. A replan then costs what a plain
+    tensor CEM loop over the same networks costs (``benchmarks/bench_planning.py``).
+
+    Args:
+        env (SkillModelEnv): the planning env.
+        planning_horizon, optim_steps, num_candidates, top_k, reward_key, action_key: as
+            :class:`~torchrl.modules.CEMPlanner`.
+        use_env_rollout (bool, optional): imagine through ``env.rollout`` as TorchRL's
+            CEMPlanner does (slower, the same plans). Defaults to ``False``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl_skills.envs import SkillModelEnv
+        >>> from torchrl_skills.modules import SkillModel
+        >>> env = SkillModelEnv(SkillModel(4, 2, z_dim=8, hidden_dim=32), eps_penalty=1.0)
+        >>> planner = SkillCEMPlanner(env, planning_horizon=3, optim_steps=2, num_candidates=64, top_k=8)
+        >>> td = env.reset(TensorDict({"observation": torch.zeros(5, 4), "goal": torch.ones(5, 2)}, [5]))
+        >>> planner(td)["action"].shape       # one batched call plans for 5 start states
+        torch.Size([5, 8])
+    """
+
+    def __init__(
+        self,
+        env: SkillModelEnv,
+        planning_horizon: int,
+        optim_steps: int,
+        num_candidates: int,
+        top_k: int,
+        reward_key: NestedKey = ("next", "reward"),
+        action_key: NestedKey = "action",
+        use_env_rollout: bool = False,
+    ):
+        super().__init__(
+            env,
+            planning_horizon=planning_horizon,
+            optim_steps=optim_steps,
+            num_candidates=num_candidates,
+            top_k=top_k,
+            reward_key=reward_key,
+            action_key=action_key,
+        )
+        self.use_env_rollout = use_env_rollout
+
+    def planning(self, tensordict: TensorDictBase) -> torch.Tensor:
+        env = self.env
+        if self.use_env_rollout or not isinstance(env, SkillModelEnv) or self.reward_key != ("next", "reward"):
+            return super().planning(tensordict)
+        batch = tensordict.batch_size
+        K, L, top_k = self.num_candidates, self.planning_horizon, self.top_k
+        spec = env.action_spec
+        state = tensordict.get(env.observation_key)
+        goal = tensordict.get(env.goal_key)
+        min_cost = tensordict.get(env.min_cost_key, None)
+        if min_cost is None:
+            raise KeyError(
+                f"The planner found no {env.min_cost_key!r}: pass a tensordict that went through planner.env.reset, "
+                "which writes the start cost."
+            )
+        # Candidates [*B, K, L, z]; the start state, goal and start cost broadcast over K. The
+        # package's prior and world model broadcast a [*B, 1] state against [*B, K] skills, so the
+        # first skill's prior and the state half of the world model's first layer run once per
+        # start state instead of once per candidate.
+        model = env.skill_model
+        state = state.unsqueeze(-2)
+        if not (
+            isinstance(model.skill_prior, SkillPrior) and isinstance(model.skill_world_model, TemporalAbstractWorldModel)
+        ):
+            state = state.expand(*batch, K, state.shape[-1])
+        goal = goal.unsqueeze(-2).expand(*batch, K, goal.shape[-1])
+        min_cost = min_cost.unsqueeze(-2).expand(*batch, K, 1)
+        means = torch.zeros(*batch, 1, L, *spec.shape, device=state.device, dtype=spec.dtype)
+        stds = torch.ones_like(means)
+        project = not isinstance(spec, Unbounded)
+        for _ in range(self.optim_steps):
+            # CEMPlanner.planning's draws, in the same order
+            actions = means + stds * torch.randn(*batch, K, L, *spec.shape, device=means.device, dtype=means.dtype)
+            if project:
+                actions = spec.project(actions)
+            returns = env.transition.returns(state, actions, goal, min_cost)  # [*B, K, 1]
+            top = returns.topk(top_k, dim=-2).indices  # [*B, top_k, 1]
+            best = actions.gather(-3, top.unsqueeze(-1).expand(*batch, top_k, L, *spec.shape))
+            means, stds = best.mean(dim=-3, keepdim=True), best.std(dim=-3, keepdim=True)
+        return means[..., 0, 0, :]
 
 
 def make_skill_planner(
@@ -32,9 +125,10 @@ def make_skill_planner(
     num_candidates: int = 1000,
     top_k: int = 200,
     optim_steps: int = 10,
+    use_env_rollout: bool = False,
     **env_kwargs,
-) -> CEMPlanner:
-    """Builds TorchRL's :class:`~torchrl.modules.CEMPlanner` over a :class:`SkillModelEnv`.
+) -> SkillCEMPlanner:
+    """Builds TorchRL's :class:`~torchrl.modules.CEMPlanner` over a :class:`SkillModelEnv` (a :class:`SkillCEMPlanner`).
 
     CEM starts from ``N(0, 1)`` in each of ``planning_horizon`` steps, which in the env's action
     space is exactly the skill prior; each iteration rolls ``num_candidates`` noise sequences
@@ -49,10 +143,12 @@ def make_skill_planner(
         num_candidates (int, optional): candidates per iteration (``K``). Defaults to ``1000``.
         top_k (int, optional): elites refitted on. Defaults to ``200``.
         optim_steps (int, optional): CEM iterations. Defaults to ``10``.
+        use_env_rollout (bool, optional): imagine through ``env.rollout`` (TorchRL's generic
+            path) instead of on tensors; the same plans, slower. Defaults to ``False``.
         **env_kwargs: passed to :class:`SkillModelEnv` when ``env`` is a skill model.
 
     Returns:
-        CEMPlanner: reads ``"observation"``, ``"goal"`` and ``"min_cost"`` (a tensordict that
+        SkillCEMPlanner: a ``CEMPlanner`` that imagines on tensors; reads ``"observation"``, ``"goal"`` and ``"min_cost"`` (a tensordict that
         went through ``planner.env.reset``) of batch ``[]`` or ``[B]`` and writes ``"action"``,
         the first planned noise.
 
@@ -89,7 +185,7 @@ def make_skill_planner(
             f"CEMPlanner (TorchRL 0.14.1) writes candidates under 'action', but the env's action key is "
             f"{env.action_key!r}. Use a SkillModelEnv with the default action key."
         )
-    return CEMPlanner(
+    return SkillCEMPlanner(
         env,
         planning_horizon=planning_horizon,
         optim_steps=optim_steps,
@@ -97,6 +193,7 @@ def make_skill_planner(
         top_k=top_k,
         reward_key=("next", "reward"),
         action_key="action",
+        use_env_rollout=use_env_rollout,
     )
 
 
@@ -154,6 +251,8 @@ class SkillMPCPolicy(TensorDictModuleBase):
     Attributes:
         planning_times (list of float): seconds spent in each planning call, appended by every
             call that (re)plans; clear it with ``policy.planning_times.clear()``.
+        planning_sizes (list of int): the number of episodes each of those calls planned for
+            (one call plans every episode of a batch that replans at that step).
 
     Examples:
         >>> import gymnasium as gym, gymnasium_robotics
@@ -211,6 +310,7 @@ class SkillMPCPolicy(TensorDictModuleBase):
         self.in_keys = [*self.observation_keys, goal_key, skill_key, skill_step_key, skill_end_key]
         self.out_keys = [action_key, ("next", skill_key), ("next", skill_step_key), ("next", skill_end_key)]
         self.planning_times: list[float] = []
+        self.planning_sizes: list[int] = []
 
     def make_tensordict_primer(self) -> TensorDictPrimer:
         """A :class:`~torchrl.envs.TensorDictPrimer` registering (and zeroing at reset) the carried state.
@@ -281,8 +381,9 @@ class SkillMPCPolicy(TensorDictModuleBase):
             td = self.planner(env.reset(td))
             eps = td.get("action")
         skill = self.skill_model.skill_from_noise(state, eps)
-        end, _ = self.skill_model.skill_world_model(state, skill)
+        end = network_mean(self.skill_model.skill_world_model, state, skill)
         self.planning_times.append(time.perf_counter() - start)
+        self.planning_sizes.append(state[..., 0].numel())
         return skill, end
 
     @torch.no_grad()
@@ -320,7 +421,7 @@ class SkillMPCPolicy(TensorDictModuleBase):
             skill = skill.reshape(*state.shape[:-1], -1)
             skill_end = skill_end.reshape(*state.shape[:-1], -1)
 
-        action, _ = self.skill_model.skill_policy(state, skill)
+        action = network_mean(self.skill_model.skill_policy, state, skill)  # deterministic: no scale head
         if self.action_spec is not None:
             action = self.action_spec.project(action.to(self.action_spec.dtype))
         tensordict.set(self.action_key, action)

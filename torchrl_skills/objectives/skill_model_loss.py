@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
-from torch.func import functional_call
 from torchrl.objectives import LossModule
 
 from torchrl_skills.modules.skill_model import SkillModel
@@ -46,24 +45,36 @@ class SkillModelLoss(LossModule):
     with the KL in closed form. Every term is divided by :math:`T` and averaged over the batch,
     so losses are per environment step and comparable across ``T``.
 
-    **EM mode** (``mode="em"``, the paper's scheme). Two entries whose gradients are separated
-    by detaching, so one ``backward()`` over their sum yields exactly the EM gradients and two
-    optimizers (see :meth:`posterior_parameters` and :meth:`model_parameters`) can step at once:
+    **EM mode** (``mode="em"``, the paper's scheme), computed in **one pass**: one forward of
+    each network on one reparameterised :math:`z`, and the loss
 
-    * ``loss_e_step`` trains only the posterior:
-      :math:`-\sum_t \log\pi(a_t|s_t,z) + \beta\,\mathrm{KL}(q\|\bar p)` with the policy and prior
-      frozen (the world-model term is added, with the world model frozen, when
-      ``e_step_world_model=True``; it is left out by default so that :math:`z` is not pushed to
-      encode the end state directly);
-    * ``loss_m_step`` trains only policy, world model and prior with :math:`z` and :math:`q` fixed:
+    .. math::
+        -\sum_t \log\pi_\theta(a_t|s_t,z) - \alpha\log p_\psi(s_T|s_0,\bar z)
+        + \beta\,\mathrm{KL}(q_\phi\,\|\,p_\omega)
+
+    (:math:`\bar z`: :math:`z` detached). Its gradient is exactly the EM gradient, so one
+    ``backward()`` serves the two optimizers of :meth:`posterior_parameters` and
+    :meth:`model_parameters` at once:
+
+    * w.r.t. the posterior :math:`\phi` it is the E-step's,
+      :math:`-\sum_t \log\pi(a_t|s_t,z) + \beta\,\mathrm{KL}(q\|\bar p)` with the policy and
+      prior frozen (the world-model term reaches the posterior, with the world model frozen,
+      only when ``e_step_world_model=True``; it is left out by default so that :math:`z` is not
+      pushed to encode the end state directly);
+    * w.r.t. policy, world model and prior it is the M-step's,
       :math:`-\sum_t \log\pi(a_t|s_t,\bar z) - \alpha\log p_\psi(s_T|s_0,\bar z) + \beta\,\mathrm{KL}(\bar q\|p_\omega)`
       (the closed-form KL has the same gradient w.r.t. :math:`\omega` as :math:`-\log p_\omega(\bar z|s_0)`
       in expectation, with less variance).
 
-    **Joint mode** (``mode="joint"``): ``loss_action``, ``loss_end_state`` and ``loss_kl``, the
-    three terms of the negative ELBO with every gradient flowing, for one optimizer.
+    The gradients equal those of separate E- and M-step losses (two passes, each network frozen
+    by detaching its parameters; tested to 1e-6), at the cost of a joint ELBO step.
 
-    Both modes also write the detached diagnostics ``kl`` (per subtrajectory),
+    **Joint mode** (``mode="joint"``): the negative ELBO with every gradient flowing, for one
+    optimizer (EM mode with ``e_step_world_model=True`` is the same objective).
+
+    Both modes return the three terms of the loss, ``loss_action``, ``loss_end_state`` and
+    ``loss_kl`` (sum them for ``backward()``; their sum is the negative ELBO per step in both
+    modes), and the detached diagnostics ``kl`` (per subtrajectory),
     ``log_prob_action`` (per step), ``log_prob_end_state`` (per subtrajectory) and ``elbo``
     (per step). The networks are called on whole ``[B, T]`` tensors at once: no Python loop
     over samples or time steps.
@@ -95,7 +106,7 @@ class SkillModelLoss(LossModule):
         ...     batch_size=[16, 10])
         >>> losses = loss_fn(batch)
         >>> sorted(k for k in losses.keys() if k.startswith("loss_"))
-        ['loss_e_step', 'loss_m_step']
+        ['loss_action', 'loss_end_state', 'loss_kl']
         >>> total = sum(v for k, v in losses.items() if k.startswith("loss_"))
         >>> total.backward()
     """
@@ -147,8 +158,7 @@ class SkillModelLoss(LossModule):
 
     @property
     def out_keys(self) -> list[str]:
-        losses = ["loss_e_step", "loss_m_step"] if self.mode == "em" else ["loss_action", "loss_end_state", "loss_kl"]
-        return losses + ["kl", "log_prob_action", "log_prob_end_state", "elbo"]
+        return ["loss_action", "loss_end_state", "loss_kl", "kl", "log_prob_action", "log_prob_end_state", "elbo"]
 
     def posterior_parameters(self):
         """Parameters of the posterior (the E-step optimizer's)."""
@@ -188,42 +198,24 @@ class SkillModelLoss(LossModule):
         q_loc, q_scale = model.skill_posterior(states, actions)
         z = q_loc + q_scale * torch.randn_like(q_loc)
         p_loc, p_scale = model.skill_prior(s0)
-
-        if self.mode == "joint":
-            log_pi = normal_log_prob(actions, *model.skill_policy(states, z.unsqueeze(-2))).sum(-1)
-            log_end = normal_log_prob(s_end, *model.skill_world_model(s0, z))
-            kl = normal_kl(q_loc, q_scale, p_loc, p_scale)
-            losses = {
-                "loss_action": -log_pi.mean() / horizon,
-                "loss_end_state": -self.alpha * log_end.mean() / horizon,
-                "loss_kl": self.beta * kl.mean() / horizon,
-            }
-        else:
-            z_fixed = z.detach()
-            # E-step: gradients reach the posterior only, through z and q.
-            frozen_policy = {k: v.detach() for k, v in model.skill_policy.named_parameters()}
-            log_pi_e = normal_log_prob(
-                actions, *functional_call(model.skill_policy, frozen_policy, (states, z.unsqueeze(-2)))
-            ).sum(-1)
-            kl_e = normal_kl(q_loc, q_scale, p_loc.detach(), p_scale.detach())
-            loss_e = -log_pi_e + self.beta * kl_e
-            if self.e_step_world_model:
-                frozen_wm = {k: v.detach() for k, v in model.skill_world_model.named_parameters()}
-                log_end_e = normal_log_prob(s_end, *functional_call(model.skill_world_model, frozen_wm, (s0, z)))
-                loss_e = loss_e - self.alpha * log_end_e
-            # M-step: gradients reach policy, world model and prior only.
-            log_pi = normal_log_prob(actions, *model.skill_policy(states, z_fixed.unsqueeze(-2))).sum(-1)
-            log_end = normal_log_prob(s_end, *model.skill_world_model(s0, z_fixed))
-            kl = normal_kl(q_loc.detach(), q_scale.detach(), p_loc, p_scale)
-            loss_m = -log_pi - self.alpha * log_end + self.beta * kl
-            losses = {"loss_e_step": loss_e.mean() / horizon, "loss_m_step": loss_m.mean() / horizon}
+        # One pass gives both modes. EM: the world model sees z detached, so its term trains the
+        # world model only (the M-step's); every other gradient of the joint ELBO already is the
+        # EM gradient, because each network's parameters only enter its own term.
+        z_end = z if self.mode == "joint" or self.e_step_world_model else z.detach()
+        log_pi = normal_log_prob(actions, *model.skill_policy(states, z.unsqueeze(-2))).sum(-1)
+        log_end = normal_log_prob(s_end, *model.skill_world_model(s0, z_end))
+        kl = normal_kl(q_loc, q_scale, p_loc, p_scale)
+        losses = {
+            "loss_action": -log_pi.mean() / horizon,
+            "loss_end_state": -self.alpha * log_end.mean() / horizon,
+            "loss_kl": self.beta * kl.mean() / horizon,
+        }
 
         with torch.no_grad():
-            elbo = (log_pi + self.alpha * log_end - self.beta * kl).mean() / horizon
             diagnostics = {
                 "kl": kl.mean(),
-                "log_prob_action": log_pi.mean() / horizon,
+                "log_prob_action": -losses["loss_action"],
                 "log_prob_end_state": log_end.mean(),
-                "elbo": elbo,
+                "elbo": -(losses["loss_action"] + losses["loss_end_state"] + losses["loss_kl"]),
             }
-        return TensorDict({**losses, **{k: v.detach() for k, v in diagnostics.items()}}, batch_size=[])
+        return TensorDict({**losses, **diagnostics}, batch_size=[])

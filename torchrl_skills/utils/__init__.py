@@ -1,4 +1,6 @@
-"""Training utilities shared by the examples: atomic checkpoints, RNG state and seeding."""
+"""Utilities shared by the package's scripts: atomic checkpoints, RNG state and seeding, devices,
+and what every command line needs (help, one-line errors, clean stops on signals, output folders
+and logs that describe one run, quiet third-party output)."""
 from __future__ import annotations
 
 import random
@@ -6,9 +8,63 @@ import random
 import numpy as np
 import torch
 
-from torchrl_skills.utils.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from torchrl_skills.utils.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    CheckpointError,
+    CheckpointNotFoundError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from torchrl_skills.utils.cli import (
+    ArgumentParser,
+    HelpFormatter,
+    UserError,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+)
+from torchrl_skills.utils.guards import NonFiniteLossError, check_finite_loss
+from torchrl_skills.utils.outputs import OutputDir, truncate_csv_logs
+from torchrl_skills.utils.signals import GracefulStop, Interrupted, RunStopped, stop_on_signals
+from torchrl_skills.utils.third_party import import_gymnasium_robotics, quiet_third_party_output, quiet_torchrl_logging
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "seed_everything", "resolve_device"]
+__all__ = [
+    "ArgumentParser",
+    "CHECKPOINT_FORMAT_VERSION",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "DeviceNotAvailableError",
+    "GracefulStop",
+    "HelpFormatter",
+    "Interrupted",
+    "NonFiniteLossError",
+    "OutputDir",
+    "RunStopped",
+    "UserError",
+    "check_finite_loss",
+    "import_gymnasium_robotics",
+    "load_checkpoint",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "quiet_third_party_output",
+    "quiet_torchrl_logging",
+    "resolve_device",
+    "rng_state",
+    "run_cli",
+    "save_checkpoint",
+    "seed_everything",
+    "set_rng_state",
+    "stop_on_signals",
+    "truncate_csv_logs",
+]
+
+
+class DeviceNotAvailableError(UserError, RuntimeError):
+    """The requested torch device does not exist on this machine (e.g. ``cuda`` without a GPU)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -22,9 +78,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """Turns ``"cuda"``/``"cpu"``/``None`` into a device, failing clearly when CUDA is absent."""
     if device is None:
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise DeviceNotAvailableError(f"--device {device!r} is not a torch device: pass cpu or cuda ({err}).") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceNotAvailableError(
             "--device cuda was requested but torch.cuda.is_available() is False on this machine. "
             "Install a CUDA build of torch or pass --device cpu."
         )

@@ -1,16 +1,51 @@
-"""Atomic checkpoints: a crash in the middle of a save never corrupts the last good file."""
+"""Atomic checkpoints: a crash in the middle of a save never corrupts the last good file.
+
+Each checkpoint records the format version it was written with (:data:`CHECKPOINT_FORMAT_VERSION`),
+so that a file from an incompatible version of the package is refused with a message that names
+it, instead of failing later on a missing key.
+"""
 from __future__ import annotations
 
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+from torchrl_skills.utils.cli import UserError
+
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "rng_state",
+    "set_rng_state",
+]
+
+# Stored under FORMAT_KEY in every checkpoint. Raise it when a change to what the package's
+# scripts store makes older checkpoints unreadable, and say in the CHANGELOG what to do.
+# Checkpoints written before versions were stored (no FORMAT_KEY) read as version 0, which has
+# the same layout as version 1.
+CHECKPOINT_FORMAT_VERSION = 1
+OLDEST_READABLE_VERSION = 0
+# A name of its own: dicts saved through save_checkpoint may carry a "format_version" of their own
+# (the direction-expert files do), which must not be overwritten.
+FORMAT_KEY = "checkpoint_format_version"
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that cannot be used: corrupt, truncated, not a checkpoint, or written
+    with an incompatible format version. The message names the file and what to do."""
+
+
+class CheckpointNotFoundError(UserError, FileNotFoundError):
+    """There is no checkpoint at the given path."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -18,6 +53,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
     ``os.replace`` is atomic on POSIX and Windows, so ``path`` holds either the previous
     checkpoint or the new one, never a partial file, even if the process is killed mid-save.
+    A dict ``state`` is stored with the package's checkpoint format version (key
+    ``"checkpoint_format_version"``), which :func:`load_checkpoint` checks.
 
     Args:
         state (dict): anything :func:`torch.save` accepts.
@@ -32,6 +69,12 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Temporary files of saves killed with SIGKILL (nothing could clean them up): the file itself
+    # was never replaced, so they hold nothing the run needs.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    if isinstance(state, dict):
+        state = {**state, FORMAT_KEY: CHECKPOINT_FORMAT_VERSION}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -49,16 +92,60 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Loads a checkpoint written by :func:`save_checkpoint`.
 
+    Args:
+        path (str or Path): the file.
+        map_location (str or device, optional): where tensors are loaded. Defaults to ``"cpu"``.
+
     Raises:
-        FileNotFoundError: with the path, when there is nothing to resume from.
+        CheckpointNotFoundError: (a ``FileNotFoundError``) no file at ``path``.
+        CheckpointError: (a ``ValueError``) the file is truncated or corrupt, is not a
+            checkpoint, or was written with a format version this package cannot read; the
+            message names the file and what to do.
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "ckpt.pt"
+        >>> _ = save_checkpoint({"step": 3}, path)
+        >>> _ = path.write_bytes(path.read_bytes()[:100])  # cut short, as by a full disk
+        >>> try:
+        ...     load_checkpoint(path)
+        ... except CheckpointError as err:
+        ...     print(f"{path} is truncated or corrupt" in str(err))
+        True
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"No checkpoint at {path}. Train without --resume first, or pass the path of an "
-            "existing checkpoint."
+        raise CheckpointNotFoundError(f"No checkpoint at {path}: check the path.")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+        # torch's first sentence says what failed; the rest is generic advice
+        reason = " ".join(str(err).split()).split(". ")[0].rstrip(".") or type(err).__name__
+        if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
+            raise CheckpointError(
+                f"{path} is truncated or corrupt ({reason}); it cannot be loaded. Delete it and start the run "
+                "again (or restore a copy); checkpoints are written atomically, so this file was damaged after "
+                "it was written."
+            ) from err
+        raise CheckpointError(f"Cannot load checkpoint {path}: {reason}") from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(checkpoint).__name__}, not a checkpoint of torchrl-skills (a dict written by "
+            "save_checkpoint): pass a checkpoint file of the package's scripts."
         )
-    return torch.load(path, map_location=map_location, weights_only=False)
+    version = checkpoint.get(FORMAT_KEY, 0)
+    if not isinstance(version, int) or not OLDEST_READABLE_VERSION <= version <= CHECKPOINT_FORMAT_VERSION:
+        newer = isinstance(version, int) and version > CHECKPOINT_FORMAT_VERSION
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this torchrl-skills reads versions "
+            f"{OLDEST_READABLE_VERSION} to {CHECKPOINT_FORMAT_VERSION}. "
+            + (
+                "It was written by a newer torchrl-skills: upgrade the package to load it."
+                if newer
+                else "Start the run again without it (or load it with the torchrl-skills release that wrote it)."
+            )
+        )
+    return checkpoint
 
 
 def rng_state() -> dict[str, Any]:
