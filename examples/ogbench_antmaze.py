@@ -89,8 +89,9 @@ def parse_args(argv=None):
     p.add_argument("--elites", type=positive_int, default=None, help="CEM elites (None: preset)")
     p.add_argument("--iterations", type=positive_int, default=10, help="CEM iterations (paper: 10)")
     p.add_argument("--replan-every", type=positive_int, default=30, help="env steps each planned skill runs (paper: 30)")
-    p.add_argument("--eps-penalty", type=float, default=10.0,
-                   help="lambda of lambda * mean(eps^2); the paper's 10 was set for 4 m cells, as OGBench's are")
+    p.add_argument("--eps-penalty", type=float, default=0.1,
+                   help="lambda of lambda * mean(eps^2), chosen on validation goals of our own (antmaze-medium, cpu "
+                        "preset, 10 pairs x 2 episodes: success 0.00 at the paper's 10, 0.00 at 1, 0.20 at 0.1)")
     # evaluation
     p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (OGBench: 50)")
     p.add_argument("--validate", action="store_true",

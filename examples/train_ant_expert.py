@@ -192,7 +192,7 @@ collector = Collector(
     init_random_frames=max(0, args.random_steps - frames), device=device, storing_device=device,
 )  # fmt: skip
 bar = tqdm(total=args.steps, initial=frames, unit="step", desc="ant expert", disable=args.no_progress, smoothing=0.05)
-start = time.perf_counter()
+start, updates_at_start = time.perf_counter(), updates  # throughput of this process (a resumed run too)
 for batch in collector:
     batch = batch.reshape(-1)
     buffer.extend(batch)
@@ -221,7 +221,9 @@ for batch in collector:
         if owed > 0 and frames % 1000 < args.frames_per_batch and logger is not None:
             for key in ("loss_actor", "loss_qvalue", "loss_alpha", "alpha", "entropy"):
                 logger.log_scalar(f"train/{key}", losses[key].item(), step=frames)
-            logger.log_scalar("train/updates_per_s", updates / max(time.perf_counter() - start, 1e-9), step=frames)
+            logger.log_scalar(
+                "train/updates_per_s", (updates - updates_at_start) / max(time.perf_counter() - start, 1e-9), step=frames
+            )
 
     if frames % args.eval_every < args.frames_per_batch or frames >= args.steps:
         # the deterministic policy (tanh of the mean, as generation uses it), new directions each time

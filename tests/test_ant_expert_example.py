@@ -47,3 +47,38 @@ def test_trains_writes_expert_and_resumes(tmp_path):
 def test_bad_input_is_one_line(tmp_path):
     out = run("--out-dir", str(tmp_path / "none"), "--resume", check=False)
     assert out.returncode != 0 and "Traceback" not in out.stderr and "no checkpoint" in out.stderr
+
+
+def test_sigterm_checkpoints_at_the_step_reached_and_says_how_to_continue(tmp_path):
+    import re
+    import signal
+    import time
+
+    import torch
+
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *TINY, "--steps", "100000", "--ckpt-every", "100000", "--out-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    # the CSV logger writes the first training episode's return once the run is under way
+    while not list(tmp_path.rglob("episode_return.csv")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    match = re.search(r"stopped at env step (\d+); checkpoint (\S+); continue with .*--resume", stderr)
+    assert match, stderr[-2000:]
+    state = torch.load(match.group(2), weights_only=False)
+    assert state["frames"] == int(match.group(1)) > 0  # the checkpoint holds the step reached, not an older one
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--seq-len", "0"], "--seq-len"), (["--candidates", "50", "--elites", "60"], "--elites (60) must be <= --candidates")],
+)
+def test_antmaze_example_bad_options_are_one_line(args, message):
+    script = SCRIPT.parent / "ogbench_antmaze.py"
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and message in out.stderr, out.stderr

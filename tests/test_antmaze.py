@@ -89,6 +89,8 @@ def test_ant_episodes_are_valid_minari_episodes(ant_dataset):
     info = read_generator_metadata(ant_dataset)["torchrl_skills_generator"]
     assert info["expert"].startswith("DirectionExpert") and info["noise"] == 0.2
     assert "speed_mps" in info["expert_metrics"]
+    # the steps the shipped expert was trained for, not the --steps its run was started with
+    assert info["expert_env_steps"] == info["expert_metrics"]["env_steps"]
 
 
 def test_ant_dataset_round_trip_through_skill_dataset(ant_dataset):

@@ -291,7 +291,8 @@ def generate_ogbench_dataset(
     }
     if hasattr(expert, "metrics"):  # a trained DirectionExpert: how it was trained and how fast it walks
         settings["expert_metrics"] = dict(expert.metrics)
-        settings["expert_env_steps"] = expert.settings.get("steps")
+        # the steps it was trained for (an interim export of a longer run has fewer than its --steps)
+        settings["expert_env_steps"] = expert.metrics.get("env_steps", expert.settings.get("steps"))
     description = (
         f"OGBench {dataset} regenerated with OGBench's procedure (generate_locomaze.py, navigate): "
         f"{num_episodes} episodes of {episode_length} steps in {env_id} (terminate_at_goal=False); starts from all free "
