@@ -1,29 +1,59 @@
-"""HIGL low-level SAC update throughput: torchrl ``SACLoss`` vs the same update in plain PyTorch.
+"""HIGL throughput: the low-level SAC update (torchrl vs plain PyTorch, and compiled), collection, the full HIGL update.
 
-Both sides update the same networks (``TransformerPolicy`` actor over ``seq_len`` tokens,
-twin goal-conditioned MLP critics with target copies, learned temperature) on the same
-batch of latent windows, with one Adam optimizer and a Polyak target update:
+1. **Low-level SAC update.** All sides update the same networks (``TransformerPolicy`` actor
+   over ``seq_len`` tokens, twin goal-conditioned MLP critics with target copies, learned
+   temperature) on the same batch of latent windows, with one Adam optimizer and a Polyak
+   target update:
 
-- torchrl: ``SACLoss`` (vmap over the twin critics) + ``SoftUpdate``;
-- plain: the same maths written by hand (TanhNormal log-prob, min over twin targets,
-  smooth-L1 critic loss, ``torch._foreach_lerp_`` target update).
+   - torchrl: ``SACLoss`` (vmap over the twin critics) + ``SoftUpdate``;
+   - plain: the same maths written by hand (TanhNormal log-prob, min over twin targets,
+     smooth-L1 critic loss, ``torch._foreach_lerp_`` target update);
+   - torchrl+compile (``--compile``, the default): the torchrl side with the actor's
+     ``TransformerPolicy`` compiled by ``torch.compile`` (the critic stays eager: under
+     ``SACLoss``'s vmap a compiled critic falls back to eager anyway, see ``TorchRLSAC``).
 
-Rounds alternate between the two so that machine noise hits both alike; the median
-updates/s and the ratio torchrl/plain are printed (target >= 0.8). The script also times
-collection: env steps/s of raw gymnasium PointMaze with random actions (reference),
-torchrl ``GymEnv`` + transforms with the transformer low-level policy, and the
-``HierarchicalEnv`` semi-MDP collected with torchrl's ``Collector``.
+   Rounds alternate between them so that machine noise hits all alike; the median updates/s,
+   the ratio torchrl/plain (target >= 0.8), the compile time (the first, compiling update: two
+   graphs, with and without grad; much shorter when inductor's on-disk cache, e.g.
+   ``/tmp/torchinductor_$USER``, already holds them from an earlier run with the same sizes)
+   and the ratio compile/torchrl are printed. A failed compilation (no C++ compiler, ...) prints
+   one line and drops that side.
 
-    python benchmarks/bench_higl_sac.py                 # defaults: seq_len 10, batch 128, latent 64
+2. **Collection**, env steps/s, each against the raw gymnasium loop with random actions
+   (one env, reset at episode end) measured in the same run:
+
+   - the old one-env path on ``PointMaze_UMaze-v3``: torchrl ``GymEnv`` + window transforms,
+     random actions and the transformer low-level policy, and the ``HierarchicalEnv``
+     semi-MDP, all through torchrl's ``Collector``;
+   - the path of ``examples/higl_pointmaze.py`` on sparse ``PointMaze_Medium-v3``: its
+     ``make_env`` (``BatchedGymEnv`` x ``--num-envs`` stepped side by side, one batched
+     policy call per step, the example's 800-step batches, ``--batched-env-steps`` in all)
+     through ``Collector`` with random actions (no HIGL transforms),
+     with the flat SAC agent's MLP policy, and with the window transform, ``InitTracker`` and
+     the primer of ``HIGLPolicy`` (encoder + high level every ``k`` steps + transformer).
+
+3. **Agent updates of the example** at its defaults (batch 256): ``HIGLAgent.update()``
+   (``HIGLLoss``: SAC on relabelled latent windows + temporal InfoNCE for the encoder) next to
+   the flat ``SACAgent.update()`` (MLP), in alternating rounds after filling both replay
+   buffers with ``--collect-steps`` env steps collected by the HIGL policy; prints both
+   updates/s and the ratio higl/sac.
+
+``main`` returns all numbers as a dict.
+
+    python benchmarks/bench_higl_sac.py                 # defaults: seq_len 10, batch 128, latent 64, 8 envs
     python benchmarks/bench_higl_sac.py --rounds 10 --updates-per-round 20 --threads 1
+    python benchmarks/bench_higl_sac.py --no-compile --skip-env   # updates only, no compilation
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import math
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from tensordict import TensorDict
@@ -53,7 +83,15 @@ def parse_args(argv=None):
     p.add_argument("--env-steps", type=int, default=600)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="device of the SAC updates (cpu or cuda)")
-    p.add_argument("--skip-env", action="store_true")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the torchrl update with the actor's transformer under torch.compile")
+    p.add_argument("--num-envs", type=int, default=8, help="envs side by side in the example's BatchedGymEnv")
+    p.add_argument("--batched-env-steps", type=int, default=2400,
+                   help="env steps (all envs together) per collection row of the example's path, and of its raw reference")
+    p.add_argument("--collect-steps", type=int, default=4000,
+                   help="env steps collected into the example agents' replay buffers before timing their updates")
+    p.add_argument("--skip-env", action="store_true", help="skip the collection measurements")
+    p.add_argument("--skip-agents", action="store_true", help="skip the example agents' updates (HIGL vs flat SAC)")
     return p.parse_args(argv)
 
 
@@ -117,13 +155,32 @@ class PlainSAC:
             torch._foreach_lerp_(list(self.q_targets.parameters()), list(self.qs.parameters()), self.tau)
 
 
+def _inner(module, cls):
+    """The TensorDictModule of ``module`` that wraps an instance of ``cls``."""
+    return next(m for m in module.modules() if isinstance(m, TensorDictModule) and isinstance(m.module, cls))
+
+
 class TorchRLSAC:
-    def __init__(self, args, gamma=0.99, tau=0.005, lr=3e-4):
+    """``SACLoss`` + ``SoftUpdate``; ``compile=True`` compiles the actor's ``TransformerPolicy``.
+
+    The network is compiled in place (``nn.Module.compile()``) inside the loss's functional
+    copy of the actor, so the loss's parameter TensorDict (swapped in by ``to_module``) keeps
+    its keys; ``module.module = torch.compile(net)`` would insert an ``_orig_mod`` level.
+    The critic is not compiled: ``SACLoss`` calls it through ``torch.func.vmap`` over the twin
+    parameter sets, and dynamo cannot trace a compiled function called by vmap from eager code
+    ("Unsupported functorch tracing attempt: Calling torch.func.vmap(compiled_fn) function
+    from eager mode is not supported", pytorch#128711): it logs that graph break and runs the
+    critic eagerly, so compiling it changes nothing (checked with torch 2.13).
+    """
+
+    def __init__(self, args, gamma=0.99, tau=0.005, lr=3e-4, compile=False):
         L, d, A = args.seq_len, args.latent_dim, args.action_dim
         spec = Bounded(-1, 1, (A,))
         actor = make_transformer_actor(spec, d, d, L, d_model=args.d_model, dim_feedforward=2 * args.d_model)
         critic = make_goal_conditioned_critic(d, A, d)
         self.loss = SACLoss(actor, critic, num_qvalue_nets=2, alpha_init=0.1, action_spec=spec).to(args.device)
+        if compile:
+            _inner(self.loss.actor_network, TransformerPolicy).module.compile()
         self.loss.make_value_estimator(gamma=gamma)
         self.updater = SoftUpdate(self.loss, tau=tau)
         self.optim = torch.optim.Adam(self.loss.parameters(), lr=lr)
@@ -144,6 +201,20 @@ def bench_updates(args):
     for impl in impls.values():  # warm-up (allocator, lazy init)
         for _ in range(3):
             impl.update(batch.clone())
+    compile_s = None
+    if args.compile:
+        try:
+            impl = TorchRLSAC(args, compile=True)
+            sync()
+            t0 = time.perf_counter()
+            impl.update(batch.clone())  # compiles (one graph with grad, one without for the next action)
+            sync()
+            compile_s = time.perf_counter() - t0
+            for _ in range(3):  # warm-up after compilation
+                impl.update(batch.clone())
+            impls["torchrl+compile"] = impl
+        except Exception as e:  # no C++ compiler, unsupported platform, ...
+            print(f"  torch.compile skipped: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
     rates = {k: [] for k in impls}
     for _ in range(args.rounds):
         for name, impl in impls.items():
@@ -154,7 +225,7 @@ def bench_updates(args):
             sync()
             rates[name].append(args.updates_per_round / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
-    return med, rates
+    return med, rates, compile_s
 
 
 def bench_env(args):
@@ -206,24 +277,145 @@ def bench_env(args):
     return res
 
 
+# ----------------------------------------------------------------------------- the example's path
+EXAMPLE_ENV = "PointMaze_Medium-v3"
+
+
+def load_example():
+    """``examples/higl_pointmaze.py`` as a module (the examples are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "higl_pointmaze.py"
+    spec = importlib.util.spec_from_file_location("higl_pointmaze", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def example_setup(args):
+    """The example module, its args (defaults, ``--num-envs``), the action spec and fresh HIGL / flat SAC agents."""
+    example = load_example()
+    n = args.num_envs
+    fpb = max(n, 800 // n * n)  # the example's default batch, a multiple of num_envs as it requires
+    eargs = example.parse_args(["--env-id", EXAMPLE_ENV, "--num-envs", str(n), "--frames-per-batch", str(fpb),
+                                "--logger", "none", "--no-progress", "--num-threads", str(args.threads)])
+    probe = example.make_env(eargs, 1, None)
+    spec = probe.action_spec[0]
+    probe.close()
+    torch.manual_seed(0)
+    higl = example.HIGLAgent(eargs, spec, "cpu")
+    sac = example.SACAgent(eargs, spec, "cpu", her=False)
+    return example, eargs, higl, sac
+
+
+def collect(env, policy, frames_per_batch, total_frames, on_batch=None):
+    """Env steps/s of a torchrl ``Collector`` (all envs together), from its first batch request to its last batch."""
+    from torchrl.collectors import Collector
+
+    total_frames = -(-total_frames // frames_per_batch) * frames_per_batch  # whole batches
+    collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=total_frames,
+                          auto_register_policy_transforms=False)
+    steps, t0 = 0, time.perf_counter()
+    for data in collector:
+        steps += data.numel()
+        if on_batch is not None:
+            on_batch(data)
+    rate = steps / (time.perf_counter() - t0)
+    collector.shutdown()
+    return rate
+
+
+def bench_example_env(args, setup):
+    """The example's collection (``BatchedGymEnv`` x num_envs) against one raw gymnasium env."""
+    import gymnasium as gym
+
+    example, eargs, higl, sac = setup
+    n, N = args.num_envs, args.batched_env_steps
+    fpb = eargs.frames_per_batch
+    genv = gym.make(EXAMPLE_ENV, continuing_task=False, reward_type="sparse")
+    genv.reset(seed=0)
+    t0 = time.perf_counter()
+    for _ in range(N):
+        _, _, term, trunc, _ = genv.step(genv.action_space.sample())
+        if term or trunc:
+            genv.reset()
+    res = {f"raw gymnasium {EXAMPLE_ENV}, random actions": N / (time.perf_counter() - t0)}
+    genv.close()
+    seeds = list(range(n))
+    res[f"BatchedGymEnv x{n}, random actions (Collector)"] = collect(example.make_env(eargs, n, seeds, None), None, fpb, N)
+    res[f"BatchedGymEnv x{n} + flat SAC MLP policy (Collector)"] = collect(
+        example.make_env(eargs, n, seeds, None), sac.policy, fpb, N)
+    res[f"BatchedGymEnv x{n} + HIGLPolicy (Collector)"] = collect(
+        example.make_env(eargs, n, seeds, higl.policy), higl.policy, fpb, N)
+    return res
+
+
+def bench_agents(args, setup):
+    """``HIGLAgent.update()`` vs ``SACAgent.update()`` at the example's defaults, alternating rounds."""
+    example, eargs, higl, sac = setup
+    n = args.num_envs
+    def fill(data):  # the HIGL policy's data serves both replay buffers (update speed does not depend on it)
+        higl.extend(data)
+        sac.extend(data)
+
+    env = example.make_env(eargs, n, [100 + i for i in range(n)], higl.policy)
+    collect(env, higl.policy, eargs.frames_per_batch, args.collect_steps, on_batch=fill)
+    impls = {"higl": higl, "sac": sac}
+    for agent in impls.values():  # warm-up
+        for _ in range(3):
+            agent.update()
+    rates = {k: [] for k in impls}
+    for _ in range(args.rounds):
+        for name, agent in impls.items():
+            t0 = time.perf_counter()
+            for _ in range(args.updates_per_round):
+                agent.update()
+            rates[name].append(args.updates_per_round / (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return med, rates, eargs, len(higl.rb)
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"SAC update: seq_len={args.seq_len} batch={args.batch_size} latent={args.latent_dim} d_model={args.d_model} "
           f"threads={args.threads} device={args.device}, {args.rounds} alternating rounds x {args.updates_per_round} updates")
-    med, rates = bench_updates(args)
+    med, rates, compile_s = bench_updates(args)
     for k in med:
-        print(f"  {k:8s} {med[k]:8.2f} updates/s (median; rounds: {', '.join(f'{r:.1f}' for r in rates[k])})")
+        print(f"  {k:15s} {med[k]:8.2f} updates/s (median; rounds: {', '.join(f'{r:.1f}' for r in rates[k])})")
     ratio = med["torchrl"] / med["plain"]
     print(f"  ratio torchrl/plain = {ratio:.3f}  (target >= 0.8: {'OK' if ratio >= 0.8 else 'BELOW'})")
     out = {"updates_per_s": med, "ratio": ratio}
+    if "torchrl+compile" in med:
+        out["compile_s"] = compile_s
+        out["ratio_compile"] = med["torchrl+compile"] / med["torchrl"]
+        print(f"  torch.compile of the actor's transformer: {compile_s:.1f} s (first update; less when inductor's "
+              f"on-disk cache already holds these graphs); ratio compile/torchrl = {out['ratio_compile']:.3f}")
+    setup = None
+    if not (args.skip_env and args.skip_agents):
+        setup = example_setup(args)
     if not args.skip_env:
         env_rates = bench_env(args)
         ref = env_rates["raw gymnasium, random actions"]
-        print("Collection (env steps/s):")
+        print("Collection, old one-env path on PointMaze_UMaze-v3 (env steps/s):")
         for k, v in env_rates.items():
             print(f"  {k:55s} {v:9.1f}  ({v / ref:.3f} x raw)")
         out["env_steps_per_s"] = env_rates
+        ex_rates = bench_example_env(args, setup)
+        ref = next(iter(ex_rates.values()))
+        print(f"Collection, examples/higl_pointmaze.py path on sparse {EXAMPLE_ENV} (env steps/s, all envs together):")
+        for k, v in ex_rates.items():
+            print(f"  {k:55s} {v:9.1f}  ({v / ref:.3f} x raw)")
+        out["example_env_steps_per_s"] = ex_rates
+    if not args.skip_agents:
+        amed, arates, eargs, filled = bench_agents(args, setup)
+        print(f"Example agents' update (batch {eargs.batch_size}; HIGL: seq_len {eargs.seq_len}, latent {eargs.latent_dim}, "
+              f"d_model {eargs.d_model}, k {eargs.k}; replay filled with {filled} steps), "
+              f"{args.rounds} alternating rounds x {args.updates_per_round} updates:")
+        for k in amed:
+            print(f"  {k:15s} {amed[k]:8.2f} updates/s (median; rounds: {', '.join(f'{r:.1f}' for r in arates[k])})")
+        out["agent_updates_per_s"] = amed
+        out["ratio_higl_sac"] = amed["higl"] / amed["sac"]
+        print(f"  ratio higl/sac = {out['ratio_higl_sac']:.3f}")
     return out
 
 

@@ -282,8 +282,8 @@ def test_higl_stops_on_sigterm_and_resumes_without_duplicate_rows(tmp_path):
     out = tmp_path / "run"
     flags = [
         "--warmup-steps", "60", "--eval-every", "100", "--eval-episodes", "1", "--max-episode-steps", "40",
-        "--batch-size", "8", "--seq-len", "4", "--d-model", "16", "--latent-dim", "8", "--sac-frames-per-batch", "50",
-        "--seeds", "0", "--algos", "sac", "--out-dir", str(out), "--no-progress",
+        "--batch-size", "8", "--seq-len", "4", "--d-model", "16", "--latent-dim", "8", "--frames-per-batch", "50",
+        "--num-envs", "2", "--seeds", "0", "--algos", "sac", "--out-dir", str(out), "--no-progress",
     ]  # fmt: skip
     q_csv = out / "logs" / "sac_seed0" / "scalars" / "loss_qvalue.csv"
     proc = _launch("higl_pointmaze.py", *flags, "--total-steps", "100000", tmp_path=tmp_path)

@@ -19,25 +19,43 @@ def test_pointmaze_example_end_to_end_and_resume(tmp_path):
     pytest.importorskip("gymnasium_robotics")
     example = _load("higl_pointmaze")
     flags = [
-        "--total-steps", "200", "--warmup-steps", "60", "--eval-every", "100", "--eval-episodes", "1",
-        "--max-episode-steps", "40", "--batch-size", "8", "--seq-len", "4", "--d-model", "16", "--latent-dim", "8",
-        "--sac-frames-per-batch", "50", "--high-steps-per-batch", "5", "--seeds", "0", "--out-dir", str(tmp_path),
+        "--total-steps", "200", "--warmup-steps", "60", "--eval-every", "100", "--eval-episodes", "2",
+        "--max-episode-steps", "40", "--batch-size", "8", "--seq-len", "2", "--d-model", "16", "--latent-dim", "8",
+        "--frames-per-batch", "50", "--num-envs", "2", "--k", "4", "--seeds", "0", "--out-dir", str(tmp_path),
         "--checkpoint-every", "100",
-    ]
+    ]  # fmt: skip
     results = example.main(flags)
-    assert {r["algo"] for r in results["runs"]} == {"higl", "sac"}
+    assert {r["algo"] for r in results["runs"]} == {"higl", "sac", "sac_her"}
     for run in results["runs"]:
         assert run["steps"] >= 200 and run["updates"] > 0 and run["curve"]
         assert 0.0 <= run["final_success_rate"] <= 1.0
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
-    assert (tmp_path / "ckpt_higl_seed0.pt").is_file() and (tmp_path / "ckpt_sac_seed0.pt").is_file()
+    for algo in ("higl", "sac", "sac_her"):
+        assert (tmp_path / f"ckpt_{algo}_seed0.pt").is_file()
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert set(saved["summary"]) == {"higl", "sac"}
+    assert set(saved["summary"]) == {"higl", "sac", "sac_her"}
+    assert 0.0 <= saved["random_policy_success_rate"] <= 1.0
     # resume to a longer budget continues from the checkpoints instead of restarting
     resumed = example.main(flags[:1] + ["300"] + flags[2:] + ["--resume", "--algos", "sac"])
     sac_run = [r for r in resumed["runs"] if r["algo"] == "sac"][0]
-    assert sac_run["steps"] >= 300 and list(sac_run["curve"][0]) == saved["runs"][1]["curve"][0]
-    assert len(sac_run["curve"]) > len(saved["runs"][1]["curve"])
+    before = [r for r in saved["runs"] if r["algo"] == "sac"][0]
+    assert sac_run["steps"] >= 300 and list(sac_run["curve"][0]) == before["curve"][0]
+    assert len(sac_run["curve"]) > len(before["curve"])
+
+
+@pytest.mark.parametrize(
+    "options", [["--goal-space", "residual"], ["--goal-space", "sphere"], ["--encoder-input", "position", "--critic-window"]]
+)
+def test_pointmaze_example_other_designs(tmp_path, options):
+    pytest.importorskip("gymnasium_robotics")
+    example = _load("higl_pointmaze")
+    results = example.main([
+        "--algos", "higl", *options, "--total-steps", "100", "--warmup-steps", "50",
+        "--eval-every", "100", "--eval-episodes", "2", "--max-episode-steps", "30", "--batch-size", "8",
+        "--seq-len", "2", "--d-model", "16", "--latent-dim", "8", "--frames-per-batch", "50", "--num-envs", "2",
+        "--k", "4", "--seeds", "0", "--out-dir", str(tmp_path), "--logger", "none",
+    ])  # fmt: skip
+    assert results["runs"][0]["updates"] > 0
 
 
 def test_carracing_example_end_to_end(tmp_path):
@@ -51,3 +69,16 @@ def test_carracing_example_end_to_end(tmp_path):
     assert results["steps"] >= 60 and results["updates"] > 0
     assert isinstance(results["final_eval_return"], float)
     assert (tmp_path / "learning_curve.png").is_file() and (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_pointmaze_merge_of_parallel_runs(tmp_path):
+    pytest.importorskip("gymnasium_robotics")
+    example = _load("higl_pointmaze")
+    flags = ["--total-steps", "50", "--warmup-steps", "20", "--eval-every", "50", "--eval-episodes", "2",
+             "--max-episode-steps", "20", "--batch-size", "4", "--seq-len", "2", "--d-model", "16", "--latent-dim", "8",
+             "--frames-per-batch", "50", "--num-envs", "2", "--k", "4", "--algos", "sac", "--logger", "none"]  # fmt: skip
+    example.main([*flags, "--seeds", "0", "--out-dir", str(tmp_path / "a")])
+    example.main([*flags, "--seeds", "1", "--out-dir", str(tmp_path / "b")])
+    merged = example.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out-dir", str(tmp_path / "all")])
+    assert sorted(r["seed"] for r in merged["runs"]) == [0, 1]
+    assert merged["summary"]["sac"]["seeds"] == [0, 1] and (tmp_path / "all" / "learning_curves.png").is_file()

@@ -2,7 +2,14 @@
 from torchrl_skills.envs.batched_gym import BatchedGymEnv
 from torchrl_skills.envs.graph_cost import GraphDistanceCost
 from torchrl_skills.envs.ogbench_maze import OGBenchMazeEnv, make_ogbench_env
-from torchrl_skills.envs.hierarchical import HierarchicalEnv, low_level_transitions, make_window_env
+from torchrl_skills.envs.hierarchical import (
+    HierarchicalEnv,
+    goal_observation_transform,
+    high_level_transitions,
+    low_level_transitions,
+    make_higl_env,
+    make_window_env,
+)
 from torchrl_skills.envs.skill_model_env import GoalDistanceCost, SkillModelEnv, SkillTransition
 
 __all__ = [
@@ -13,7 +20,10 @@ __all__ = [
     "OGBenchMazeEnv",
     "SkillModelEnv",
     "SkillTransition",
+    "goal_observation_transform",
+    "high_level_transitions",
     "low_level_transitions",
+    "make_higl_env",
     "make_ogbench_env",
     "make_window_env",
 ]

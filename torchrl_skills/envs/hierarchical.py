@@ -15,16 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
 
 from torchrl.data import Bounded, Categorical, Composite, TensorSpec, Unbounded
-from torchrl.envs import CatFrames, EnvBase, TransformedEnv, UnsqueezeTransform
+from torchrl.envs import CatFrames, EnvBase, InitTracker, TransformedEnv, UnaryTransform, UnsqueezeTransform
 from torchrl.envs.utils import step_mdp
 
-__all__ = ["make_window_env", "HierarchicalEnv", "low_level_transitions"]
+__all__ = ["make_window_env", "make_higl_env", "goal_observation_transform", "HierarchicalEnv", "low_level_transitions", "high_level_transitions"]
 
 
 def make_window_env(
@@ -66,6 +66,63 @@ def make_window_env(
         env = TransformedEnv(env)
     for t in transforms:
         env.append_transform(t)
+    return env
+
+
+class _AtRest:
+    """``goal -> [goal, 0 ... 0]`` (picklable, unlike a lambda, so envs built with it can go to worker processes)."""
+
+    def __init__(self, pad: int) -> None:
+        self.pad = pad
+
+    def __call__(self, goal: torch.Tensor) -> torch.Tensor:
+        return torch.cat([goal, goal.new_zeros(*goal.shape[:-1], self.pad)], -1)
+
+
+def goal_observation_transform(
+    pad: int, *, in_key: NestedKey = "desired_goal", out_key: NestedKey = "goal_observation"
+) -> UnaryTransform:
+    """Writes the task goal as an observation at rest, ``[goal, 0 x pad]``, so the state encoder can embed it.
+
+    A PointMaze goal is a position ``[gx, gy]`` and an observation ``[x, y, vx, vy]``: with
+    ``pad=2`` the goal becomes the observation of the agent standing still on it, as OGBench gives
+    goals (``info["goal"]``, a full observation).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl_skills.envs.hierarchical import goal_observation_transform
+        >>> t = goal_observation_transform(2)
+        >>> t(TensorDict({"desired_goal": torch.tensor([[1.0, 2.0]])}, [1]))["goal_observation"]
+        tensor([[1., 2., 0., 0.]])
+    """
+    return UnaryTransform([in_key], [out_key], fn=_AtRest(pad))
+
+
+def make_higl_env(env: EnvBase, policy, seq_len: int, *, in_key: NestedKey = "observation") -> TransformedEnv:
+    """Prepares a (batched) env for :class:`~torchrl_skills.modules.higl.HIGLPolicy`: the window, the episode flag, the goal state.
+
+    Appends :func:`make_window_env` (the ``observation_window`` the low level encodes),
+    :class:`~torchrl.envs.InitTracker` (``is_init``: a goal is drawn at every new episode) and
+    ``policy.make_tensordict_primer()`` (``goal`` and ``goal_age`` carried from step to step).
+
+    Examples:
+        >>> import torch
+        >>> from torchrl.data import Bounded
+        >>> from torchrl.envs import GymEnv
+        >>> from torchrl_skills.envs.hierarchical import make_higl_env
+        >>> from torchrl_skills.modules import HIGLPolicy, MLPEncoder, make_high_level_actor, make_transformer_actor
+        >>> encoder = MLPEncoder(3, 8, normalize=True)
+        >>> policy = HIGLPolicy(encoder, make_high_level_actor(["observation"], 3, 8),
+        ...                     make_transformer_actor(Bounded(-2, 2, (1,)), 8, 8, seq_len=4, d_model=16), goal_dim=8, k=5)
+        >>> env = make_higl_env(GymEnv("Pendulum-v1"), policy, seq_len=4)
+        >>> td = env.rollout(12, policy)
+        >>> td["goal_set"].squeeze(-1).nonzero().squeeze(-1).tolist()
+        [0, 5, 10]
+    """
+    env = make_window_env(env, seq_len, in_key=in_key)
+    env.append_transform(InitTracker())
+    env.append_transform(policy.make_tensordict_primer())
     return env
 
 
@@ -277,3 +334,105 @@ def low_level_transitions(
     if keys is not None:
         record = record.select(*keys, *([traj_key] if traj is not None else []))
     return record
+
+
+def high_level_transitions(
+    data: TensorDictBase,
+    k: int,
+    *,
+    keys: Sequence[NestedKey] = ("observation",),
+    next_keys: Sequence[NestedKey] | None = None,
+    action_keys: Sequence[NestedKey] = ("high_action", "high_action_log_prob"),
+    goal_set_key: NestedKey = "goal_set",
+    goal_age_key: NestedKey = "goal_age",
+) -> TensorDictBase:
+    """The high level's semi-MDP transitions in a ``[N, T]`` batch collected with :class:`~torchrl_skills.modules.higl.HIGLPolicy`.
+
+    A high-level step starts where ``goal_set`` is ``True`` (a goal drawn) and lasts until the
+    next one or the episode's end. For each env row, its high-level steps are gathered in order
+    (one vectorised pass, no loop over rows or steps), so the result is ``[N, M]``, ``M`` the most
+    high-level steps of any row, with time as the last dim as TorchRL's value estimators expect:
+
+    - ``keys`` and ``action_keys`` at the step the goal was drawn;
+    - ``("next", key)`` for ``next_keys`` (default ``keys``) after the segment's last step;
+    - ``("next", "reward")``: the sum of the segment's rewards; ``"duration"``: its steps;
+    - ``("next", "terminated")`` of the last step; ``("next", "done")``: the episode ended there,
+      or the row has no further complete high-level step in this batch (a truncation for GAE);
+    - ``"mask"``: ``True`` on complete segments. Segments still running at the end of the batch
+      (the next batch continues them) and padding are ``False``: drop them after the advantage.
+
+    Args:
+        data (TensorDictBase): ``[N, T]`` steps (env rows first, as a collector of a batched
+            env returns them) with ``goal_set``, ``goal_age``, ``("next", "reward")``,
+            ``("next", "done")`` and ``("next", "terminated")``.
+        k (int): the policy's steps per goal (a segment with ``goal_age == k`` is complete).
+
+    Keyword Args:
+        keys, next_keys, action_keys (sequence of NestedKey): entries to gather (see above).
+        goal_set_key, goal_age_key (NestedKey): the policy's bookkeeping entries.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl_skills.envs.hierarchical import high_level_transitions
+        >>> T = 7  # one row: goals drawn at t = 0 and 3 (k = 3), the episode ends at t = 4, a new one starts at 5
+        >>> data = TensorDict({
+        ...     "observation": torch.arange(T).float().unsqueeze(-1),
+        ...     "goal_set": torch.tensor([1, 0, 0, 1, 0, 1, 0]).bool().unsqueeze(-1),
+        ...     "goal_age": torch.tensor([1, 2, 3, 1, 2, 1, 2]).unsqueeze(-1),
+        ...     "high_action": torch.zeros(T, 2), "high_action_log_prob": torch.zeros(T),
+        ...     "next": {"observation": torch.arange(1, T + 1).float().unsqueeze(-1), "reward": torch.ones(T, 1),
+        ...              "done": torch.tensor([0, 0, 0, 0, 1, 0, 0]).bool().unsqueeze(-1),
+        ...              "terminated": torch.tensor([0, 0, 0, 0, 1, 0, 0]).bool().unsqueeze(-1)},
+        ... }, [T]).unsqueeze(0)
+        >>> high = high_level_transitions(data, k=3)
+        >>> high["next", "reward"].squeeze(-1).tolist(), high["mask"].tolist(), high["next", "observation"].squeeze(-1).tolist()
+        ([[3.0, 2.0, 2.0]], [[True, True, False]], [[3.0, 5.0, 7.0]])
+    """
+    if data.ndim != 2:
+        raise ValueError(f"high_level_transitions needs a [N, T] batch (env rows, time), got batch shape {tuple(data.shape)}.")
+    next_keys = list(keys) if next_keys is None else list(next_keys)
+    dev = data.device
+    decision = data.get(goal_set_key).reshape(data.shape)
+    N, T = data.shape
+    seg = decision.long().cumsum(1) - 1  # [N, T]: index of the high-level step each step belongs to
+    inside = seg >= 0  # steps before the first decision continue a segment of the previous batch
+    seg_c = seg.clamp(min=0)
+    counts = decision.sum(1)
+    M = max(int(counts.max()), 1)
+    reward = data.get(("next", "reward")).reshape(N, T)
+    rewards = torch.zeros(N, M, device=dev, dtype=reward.dtype).scatter_add_(1, seg_c, reward * inside)
+    duration = torch.zeros(N, M, device=dev, dtype=torch.long).scatter_add_(1, seg_c, inside.long())
+    t = torch.arange(T, device=dev).expand(N, T)
+    start = torch.full((N, M), T - 1, device=dev, dtype=torch.long).scatter_reduce_(
+        1, seg_c, torch.where(inside, t, T - 1), "amin", include_self=True
+    )
+    end = torch.zeros(N, M, device=dev, dtype=torch.long).scatter_reduce_(
+        1, seg_c, torch.where(inside, t, 0), "amax", include_self=True
+    )
+    rows = torch.arange(N, device=dev).unsqueeze(-1)
+    exists = torch.arange(M, device=dev) < counts.unsqueeze(-1)
+    done_end = data.get(("next", "done")).reshape(N, T)[rows, end]
+    terminated_end = data.get(("next", "terminated")).reshape(N, T)[rows, end]
+    age_end = data.get(goal_age_key).reshape(N, T)[rows, end]
+    complete = exists & (done_end | (age_end >= k))
+    # the last complete step of a row is followed by nothing usable: cut the GAE chain there
+    following_complete = torch.cat([complete[:, 1:], torch.zeros(N, 1, dtype=torch.bool, device=dev)], 1)
+    out = TensorDict(
+        {
+            "duration": duration.unsqueeze(-1),
+            "mask": complete,
+            "next": {
+                "reward": rewards.unsqueeze(-1),
+                "done": (done_end | ~following_complete).unsqueeze(-1),
+                "terminated": terminated_end.unsqueeze(-1),
+            },
+        },
+        batch_size=[N, M],
+        device=dev,
+    )
+    for key in (*keys, *action_keys):
+        out.set(key, data.get(key)[rows, start])
+    for key in next_keys:
+        out.set(("next", key), data.get(("next", key))[rows, end])
+    return out

@@ -1,7 +1,17 @@
-"""Evaluation protocols: OGBench's goal-reaching tasks, all episodes side by side."""
+"""Evaluation protocols: OGBench's goal-reaching tasks, all episodes side by side, HIGL diagnostics."""
 # Imported lazily so that `python -m torchrl_skills.evaluation.ogbench` runs without a double import.
 _OGBENCH = ["OGBenchOraclePolicy", "OGBenchResult", "evaluate_ogbench", "make_ogbench_policy", "validation_tasks"]
-__all__ = [*_OGBENCH, "rollout_side_by_side"]
+_HIGL_DIAGNOSTICS = [
+    "LatentGoalReacher",
+    "NearbyGoalWrapper",
+    "latent_vs_shortest_path",
+    "low_level_success",
+    "nearest_states",
+    "plot_high_level_goals",
+    "plot_latent_vs_shortest_path",
+    "sample_free_positions",
+]
+__all__ = [*_OGBENCH, *_HIGL_DIAGNOSTICS, "rollout_side_by_side"]
 
 
 def __getattr__(name):
@@ -9,6 +19,10 @@ def __getattr__(name):
         from torchrl_skills.evaluation import ogbench
 
         return getattr(ogbench, name)
+    if name in _HIGL_DIAGNOSTICS:
+        from torchrl_skills.evaluation import higl_diagnostics
+
+        return getattr(higl_diagnostics, name)
     if name == "rollout_side_by_side":
         from torchrl_skills.evaluation.side_by_side import rollout_side_by_side
 

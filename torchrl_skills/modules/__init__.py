@@ -1,5 +1,13 @@
 """TensorDict-ready networks of torchrl-skills."""
-from torchrl_skills.modules.encoders import ConvEncoder, MLPEncoder
+from torchrl_skills.modules.encoders import ConvEncoder, MLPEncoder, ObservationSlice
+from torchrl_skills.modules.higl import (
+    HIGLPolicy,
+    RelativeSubgoal,
+    ResidualLatentGoal,
+    UnitGoal,
+    make_high_level_actor,
+    make_high_level_value,
+)
 from torchrl_skills.modules.skill_embedding import SkillEmbedding, SkillMIEstimator
 from torchrl_skills.modules.skill_model import (
     GaussianHead,
@@ -35,10 +43,17 @@ __all__ = [
     # hierarchical latent goals (Part B)
     "ConvEncoder",
     "MLPEncoder",
+    "ObservationSlice",
     "SkillEmbedding",
     "SkillMIEstimator",
     "TransformerPolicy",
     "GoalConditionedQValue",
     "make_transformer_actor",
     "make_goal_conditioned_critic",
+    "HIGLPolicy",
+    "ResidualLatentGoal",
+    "RelativeSubgoal",
+    "UnitGoal",
+    "make_high_level_actor",
+    "make_high_level_value",
 ]

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from torchrl.modules import MLP
 
-__all__ = ["ConvEncoder", "MLPEncoder"]
+__all__ = ["ConvEncoder", "MLPEncoder", "ObservationSlice"]
 
 
 class ConvEncoder(nn.Module):
@@ -145,3 +145,34 @@ class MLPEncoder(nn.Module):
         if self.normalize:
             z = F.normalize(z, dim=-1)
         return z
+
+
+class ObservationSlice(nn.Module):
+    """Keeps the features ``[start:stop]`` of the last dim, e.g. the position of a maze observation, before an encoder.
+
+    ``nn.Sequential(ObservationSlice(0, 2), MLPEncoder(2, 16))`` embeds where a PointMaze agent is
+    (``[x, y]`` of ``[x, y, vx, vy]``) and ignores how fast it moves: latent distances then
+    follow positions, and the HIGL low level reads its velocity from the window of recent latents.
+
+    Args:
+        start (int): first feature kept.
+        stop (int): one past the last feature kept.
+
+    Examples:
+        >>> import torch
+        >>> ObservationSlice(0, 2)(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+        tensor([[1., 2.]])
+    """
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        if not 0 <= start < stop:
+            raise ValueError(f"ObservationSlice needs 0 <= start < stop, got start={start}, stop={stop}.")
+        self.start, self.stop = start, stop
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        if observation.shape[-1] < self.stop:
+            raise ValueError(
+                f"ObservationSlice({self.start}, {self.stop}) needs at least {self.stop} features, got {observation.shape[-1]}."
+            )
+        return observation[..., self.start : self.stop]

@@ -111,11 +111,15 @@ class TransformerPolicy(nn.Module):
 class GoalConditionedQValue(nn.Module):
     """``Q(z, a, g)``: an MLP on the concatenated latent state, action and goal (SPEC B1).
 
+    ``z`` can also be a window ``[..., L, d]`` of latent states (``latent_dim = L * d``), flattened
+    here: when the latent holds positions only, the window carries the velocities the critic needs.
+
     Args:
-        latent_dim (int): latent state size.
+        latent_dim (int): latent state size (``L * d`` for a window).
         action_dim (int): action size.
         goal_dim (int): goal size.
         num_cells (sequence of int): hidden sizes. Defaults to ``(128, 128)``.
+        activation_class (type): hidden activation. Defaults to :class:`torch.nn.ReLU`.
 
     Examples:
         >>> import torch
@@ -124,11 +128,26 @@ class GoalConditionedQValue(nn.Module):
         torch.Size([5, 1])
     """
 
-    def __init__(self, latent_dim: int, action_dim: int, goal_dim: int, num_cells: Sequence[int] = (128, 128)) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        goal_dim: int,
+        num_cells: Sequence[int] = (128, 128),
+        activation_class: type[nn.Module] = nn.ReLU,
+    ) -> None:
         super().__init__()
-        self.mlp = MLP(in_features=latent_dim + action_dim + goal_dim, out_features=1, num_cells=list(num_cells))
+        # ReLU, not torchrl MLP's default Tanh: with Tanh the critic resolves the small action
+        # differences of a latent-distance reward so slowly that a low level given goals 2 steps
+        # away still moved at random after 600 updates; with ReLU it reached them (tests/test_higl_levels.py)
+        self.mlp = MLP(
+            in_features=latent_dim + action_dim + goal_dim, out_features=1, num_cells=list(num_cells),
+            activation_class=activation_class,
+        )  # fmt: skip
 
     def forward(self, latent: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        if latent.ndim == action.ndim + 1:  # a window [..., L, d] of latents: the critic reads it whole
+            latent = latent.flatten(-2)
         return self.mlp(torch.cat([latent, action, goal], -1))
 
 

@@ -1,4 +1,5 @@
 """Losses of torchrl-skills (``torchrl.objectives.LossModule`` subclasses) and reward helpers."""
+from torchrl_skills.objectives.higl import HighLevelReward, HIGLLoss, latent_progress
 from torchrl_skills.objectives.higl_skill_mi import SkillMILoss
 from torchrl_skills.objectives.latent_goal_reward import LatentGoalReward, LatentWindowRelabel, latent_goal_reward
 from torchrl_skills.objectives.skill_model_loss import SkillModelLoss
@@ -11,6 +12,9 @@ from torchrl_skills.objectives.temporal_contrastive import (
 __all__ = [
     "SkillModelLoss",
     "SkillMILoss",
+    "HIGLLoss",
+    "HighLevelReward",
+    "latent_progress",
     "LatentGoalReward",
     "LatentWindowRelabel",
     "latent_goal_reward",

@@ -16,6 +16,8 @@ from torchrl_skills.utils.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    load_replay_buffer_state,
+    replay_buffer_state,
 )
 from torchrl_skills.utils.cli import (
     ArgumentParser,
@@ -47,6 +49,8 @@ __all__ = [
     "check_finite_loss",
     "import_gymnasium_robotics",
     "load_checkpoint",
+    "load_replay_buffer_state",
+    "replay_buffer_state",
     "non_negative_int",
     "positive_float",
     "positive_int",

@@ -169,3 +169,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def replay_buffer_state(buffer) -> dict[str, Any]:
+    """A replay buffer's content for a checkpoint, without the unused part of a preallocated storage.
+
+    ``ReplayBuffer.state_dict()`` saves a :class:`~torchrl.data.LazyTensorStorage` whole, so a
+    1M-step buffer holding 1k steps makes a checkpoint of the full size. Until the buffer wraps
+    around, its content is the first ``len(buffer)`` rows in write order, and extending an empty
+    buffer with them rebuilds it exactly (same rows, same write cursor); after wrapping, the full
+    state dict is kept. Restore with :func:`load_replay_buffer_state`.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> rb = TensorDictReplayBuffer(storage=LazyTensorStorage(1_000_000), batch_size=2)
+        >>> _ = rb.extend(TensorDict({"x": torch.arange(5)}, [5]))
+        >>> state = replay_buffer_state(rb)
+        >>> state["rows"]["x"].shape
+        torch.Size([5])
+        >>> new = TensorDictReplayBuffer(storage=LazyTensorStorage(1_000_000), batch_size=2)
+        >>> load_replay_buffer_state(new, state)
+        >>> len(new), new.storage[4]["x"].item()
+        (5, 4)
+    """
+    n = len(buffer)
+    if n == 0 or n >= buffer.storage.max_size:
+        return {"state_dict": buffer.state_dict()}
+    return {"rows": buffer.storage.get(torch.arange(n)).clone()}
+
+
+def load_replay_buffer_state(buffer, state: dict[str, Any]) -> None:
+    """Restores what :func:`replay_buffer_state` saved into ``buffer`` (empty, same storage class)."""
+    if "rows" in state:
+        buffer.extend(state["rows"])
+    else:
+        buffer.load_state_dict(state["state_dict"])

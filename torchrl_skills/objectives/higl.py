@@ -1,0 +1,265 @@
+"""HIGL's updates as TorchRL losses: the low level with its encoder (one loss), and the high level's reward (SPEC B2).
+
+- :class:`HIGLLoss` trains everything that learns from replayed windows in one backward pass:
+  the low-level SAC (torchrl's :class:`~torchrl.objectives.SACLoss` on latent windows with
+  rewards and hindsight goals recomputed by
+  :class:`~torchrl_skills.objectives.latent_goal_reward.LatentWindowRelabel`), the encoder's
+  temporal objective, and optionally the goal/state mutual-information term.
+- :class:`HighLevelReward` rewrites the reward of the high level's semi-MDP steps (from
+  :func:`~torchrl_skills.envs.hierarchical.high_level_transitions`) as a mix of the task's
+  return and the latent progress towards the task goal, so a PPO / REINFORCE high level gets a
+  signal before the first success.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase, dispatch
+from tensordict.utils import NestedKey
+from torch import nn
+
+from torchrl.objectives import LossModule, SACLoss
+
+from torchrl_skills.objectives.higl_skill_mi import SkillMILoss
+from torchrl_skills.objectives.latent_goal_reward import LatentWindowRelabel
+
+__all__ = ["HIGLLoss", "HighLevelReward", "latent_progress"]
+
+
+class HIGLLoss(LossModule):
+    """The low level's SAC, the encoder's temporal loss and the optional MI term over the same replayed slices.
+
+    One call takes ``[B, S]`` slices of consecutive raw steps (``S = relabel.slice_len``, from
+    :func:`~torchrl_skills.data.windows.make_window_replay_buffer`) and returns every loss:
+
+    - ``loss_actor``, ``loss_qvalue``, ``loss_alpha``: ``sac_loss`` on ``relabel(slices)`` (latent
+      windows, the reward ``-||E(s_{t+1}) - z_g||^2`` and hindsight goals recomputed with the
+      current encoder);
+    - ``loss_encoder``: ``encoder_loss`` (e.g. :class:`~torchrl_skills.objectives.TemporalContrastiveLoss`)
+      on one positive pair ``(s_0, s_j)`` per slice, ``j`` uniform in ``1 .. min(positive_offset, S)``;
+    - ``loss_skill_mi`` (when ``mi_loss`` is given): ``mi_coef`` x the InfoNCE between the latent
+      reached at the end of each slice and the goal pursued there (goal diversity).
+
+    Summing the ``loss_*`` entries and stepping one optimizer over :meth:`parameters` trains the
+    actor, the twin critics, the temperature, the encoder and the MI estimator; keep the SAC
+    target networks with ``SoftUpdate(loss.sac_loss)``. With ``relabel.detach_encoder`` (default)
+    the encoder learns only from its own objective, as in the seed.
+
+    Args:
+        relabel (LatentWindowRelabel): slices -> SAC batch; its encoder is the one trained here.
+        sac_loss (SACLoss): the low level's SAC on the relabelled batch.
+        encoder_loss (LossModule): the encoder's objective on ``observation`` / ``future_observation``
+            pairs (its keys are set here to read them).
+
+    Keyword Args:
+        positive_offset (int): most steps between the two states of a positive pair (the seed's
+            ``k``); clipped to the slice. Defaults to 10.
+        mi_loss (SkillMILoss, optional): the goal/state MI term. Defaults to none.
+        mi_coef (float): its weight. Defaults to 1.0.
+        observation_key, goal_key (NestedKey): raw observation and goal entries of the slices.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Bounded
+        >>> from torchrl.objectives import SACLoss
+        >>> from torchrl_skills.modules import MLPEncoder, make_goal_conditioned_critic, make_transformer_actor
+        >>> from torchrl_skills.objectives import HIGLLoss, LatentWindowRelabel, TemporalContrastiveLoss
+        >>> encoder = MLPEncoder(4, 8, num_cells=(32,), normalize=True)
+        >>> spec = Bounded(-1, 1, (2,))
+        >>> sac = SACLoss(make_transformer_actor(spec, 8, 8, seq_len=3, d_model=16), make_goal_conditioned_critic(8, 2, 8),
+        ...               num_qvalue_nets=2, action_spec=spec)
+        >>> relabel = LatentWindowRelabel(encoder, seq_len=3, goal_relabel_prob=0.5, relabel_horizon=4)
+        >>> loss = HIGLLoss(relabel, sac, TemporalContrastiveLoss(encoder, similarity="cosine", temperature=0.1), positive_offset=4)
+        >>> B, S = 16, relabel.slice_len
+        >>> slices = TensorDict({"observation": torch.randn(B, S, 4), "goal": torch.randn(B, S, 8), "action": torch.rand(B, S, 2),
+        ...     "next": {"observation": torch.randn(B, S, 4), "reward": torch.zeros(B, S, 1),
+        ...              "done": torch.zeros(B, S, 1, dtype=torch.bool), "terminated": torch.zeros(B, S, 1, dtype=torch.bool)}}, [B, S])
+        >>> out = loss(slices)
+        >>> sorted(key for key in out.keys() if key.startswith("loss_"))
+        ['loss_actor', 'loss_alpha', 'loss_encoder', 'loss_qvalue']
+        >>> sum(out[key] for key in out.keys() if key.startswith("loss_")).backward()
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Configurable tensordict keys.
+
+        Attributes:
+            observation (NestedKey): raw observation of each step. Defaults to ``"observation"``.
+            goal (NestedKey): latent goal pursued at each step. Defaults to ``"goal"``.
+        """
+
+        observation: NestedKey = "observation"
+        goal: NestedKey = "goal"
+
+    default_keys = _AcceptedKeys
+
+    def __init__(
+        self,
+        relabel: LatentWindowRelabel,
+        sac_loss: SACLoss,
+        encoder_loss: LossModule,
+        *,
+        positive_offset: int = 10,
+        mi_loss: SkillMILoss | None = None,
+        mi_coef: float = 1.0,
+        observation_key: NestedKey = "observation",
+        goal_key: NestedKey = "goal",
+    ) -> None:
+        super().__init__()
+        if positive_offset < 1:
+            raise ValueError(f"positive_offset must be >= 1, got {positive_offset}.")
+        self.relabel = relabel
+        self.sac_loss = sac_loss
+        # torchrl's SACLoss creates its `_target_entropy` buffer on first use and its own
+        # load_state_dict creates it before loading; loading the parent module does not, so a
+        # checkpoint of a used loss fails to load into a new one ("Unexpected key(s) in state_dict:
+        # sac_loss._target_entropy"). Creating it now keeps the state dict the same at all times.
+        _ = sac_loss.target_entropy
+        self.encoder_loss = encoder_loss
+        self.encoder_loss.set_keys(observation="observation", future_observation="future_observation")
+        self.mi_loss = mi_loss
+        self.mi_coef = mi_coef
+        self.positive_offset = positive_offset
+        self.set_keys(observation=observation_key, goal=goal_key)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.relabel.encoder
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        return list(self.relabel.in_keys)
+
+    @property
+    def out_keys(self) -> list[NestedKey]:
+        keys = ["loss_actor", "loss_qvalue", "loss_alpha", "loss_encoder", "alpha", "entropy"]
+        return keys + (["loss_skill_mi"] if self.mi_loss is not None else [])
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass
+
+    @dispatch
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        S = self.relabel.slice_len
+        slices = tensordict.reshape(-1, S) if tensordict.ndim == 1 else tensordict
+        if slices.ndim != 2 or slices.shape[1] != S:
+            raise ValueError(
+                f"HIGLLoss expects slices [B, {S}] (relabel.slice_len) or a flat batch of B * {S} steps, got "
+                f"{tuple(tensordict.shape)}."
+            )
+        out = self.sac_loss(self.relabel(slices))
+        losses = {key: out.get(key) for key in ("loss_actor", "loss_qvalue", "loss_alpha")}
+        obs_key, goal_key = self.tensor_keys.observation, self.tensor_keys.goal
+        # positives j steps apart, j uniform in 1..positive_offset per pair: states 1 step apart and
+        # states positive_offset steps apart are both positives, so latent distance grows gradually with
+        # the steps between states instead of jumping from "within j" to "any other state"
+        B = slices.shape[0]
+        j = torch.randint(1, min(self.positive_offset, S) + 1, (B,), device=slices.device)
+        pairs = TensorDict(
+            {
+                "observation": slices[:, 0].get(obs_key),
+                "future_observation": slices.get(("next", obs_key))[torch.arange(B, device=slices.device), j - 1],
+            },
+            batch_size=slices.shape[:1],
+        )
+        enc = self.encoder_loss(pairs)
+        enc_loss_key = next(key for key in enc.keys() if isinstance(key, str) and key.startswith("loss_"))
+        losses["loss_encoder"] = enc.get(enc_loss_key)
+        metrics = {"alpha": out.get("alpha"), "entropy": out.get("entropy")}
+        metrics.update({key: value for key, value in enc.items() if key != enc_loss_key})
+        if self.mi_loss is not None:
+            last = slices[:, -1]
+            mi_td = TensorDict(
+                {
+                    self.mi_loss.tensor_keys.latent: self.encoder(last.get(("next", obs_key))),
+                    self.mi_loss.tensor_keys.skill_embedding: last.get(goal_key),
+                },
+                batch_size=last.shape,
+            )
+            losses["loss_skill_mi"] = self.mi_coef * self.mi_loss(mi_td).get("loss_skill_mi")
+        return TensorDict({**losses, **{key: value.detach() for key, value in metrics.items()}}, batch_size=[])
+
+
+def latent_progress(
+    encoder: nn.Module, observation: torch.Tensor, next_observation: torch.Tensor, goal_observation: torch.Tensor
+) -> torch.Tensor:
+    """``||E(s) - E(g)|| - ||E(s') - E(g)||``: how much closer to the goal a high-level step came, in latent distance.
+
+    One encoder call for the three states; no gradient. Shape ``[*batch, 1]``.
+
+    Examples:
+        >>> import torch
+        >>> from torchrl_skills.objectives.higl import latent_progress
+        >>> identity = torch.nn.Identity()
+        >>> latent_progress(identity, torch.tensor([[3.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2))
+        tensor([[2.]])
+    """
+    with torch.no_grad():
+        z = encoder(torch.stack([observation, next_observation, goal_observation], 0))
+    return ((z[0] - z[2]).norm(dim=-1, keepdim=True) - (z[1] - z[2]).norm(dim=-1, keepdim=True))
+
+
+class HighLevelReward(TensorDictModuleBase):
+    """The high level's reward: ``extrinsic_coef * task return + progress_coef * latent progress to E(goal)``.
+
+    The seed rewards the high level with the task return collected while a goal is pursued;
+    with a sparse task that is zero until the first success. The latent progress
+    (:func:`latent_progress`, computed with the current encoder) gives the goal-conditioned high
+    level a signal from the start; the seed allows a goal-reaching reward for this level.
+
+    Args:
+        encoder (nn.Module): ``E``.
+
+    Keyword Args:
+        extrinsic_coef (float): weight of the segment's task return. Defaults to 1.0.
+        progress_coef (float): weight of the latent progress. Defaults to 1.0.
+        observation_key (NestedKey): observation at the start (root) and end (under ``"next"``)
+            of a high-level step. Defaults to ``"observation"``.
+        goal_observation_key (NestedKey): the task goal as an observation. Defaults to ``"goal_observation"``.
+        reward_key (NestedKey): read (task return) and overwritten under ``"next"``; the task return
+            is kept in ``("next", "extrinsic_reward")``. Defaults to ``"reward"``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl_skills.objectives.higl import HighLevelReward
+        >>> td = TensorDict({"observation": torch.tensor([[3.0, 0.0]]), "goal_observation": torch.zeros(1, 2),
+        ...                  "next": {"observation": torch.tensor([[1.0, 0.0]]), "reward": torch.ones(1, 1)}}, [1])
+        >>> HighLevelReward(torch.nn.Identity(), extrinsic_coef=10.0)(td)["next", "reward"]
+        tensor([[12.]])
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        extrinsic_coef: float = 1.0,
+        progress_coef: float = 1.0,
+        observation_key: NestedKey = "observation",
+        goal_observation_key: NestedKey = "goal_observation",
+        reward_key: NestedKey = "reward",
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.extrinsic_coef = extrinsic_coef
+        self.progress_coef = progress_coef
+        self.keys = dict(observation=observation_key, goal_observation=goal_observation_key, reward=reward_key)
+        self.in_keys = [observation_key, ("next", observation_key), goal_observation_key, ("next", reward_key)]
+        self.out_keys = [("next", reward_key), ("next", "extrinsic_reward")]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        k = self.keys
+        extrinsic = tensordict.get(("next", k["reward"]))
+        reward = self.extrinsic_coef * extrinsic
+        if self.progress_coef:
+            progress = latent_progress(
+                self.encoder, tensordict.get(k["observation"]), tensordict.get(("next", k["observation"])),
+                tensordict.get(k["goal_observation"]),
+            )  # fmt: skip
+            reward = reward + self.progress_coef * progress
+        tensordict.set(("next", "extrinsic_reward"), extrinsic)
+        return tensordict.set(("next", k["reward"]), reward)
