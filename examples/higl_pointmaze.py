@@ -56,7 +56,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
 from tqdm import tqdm
@@ -229,21 +228,18 @@ def random_success_rate(args, seed):
     return float((rollout["next", "reward"].sum(-2) > 0).float().mean())
 
 
-def mlp(in_keys, in_dim, out_dim, out_keys, num_cells=(256, 256)):
-    from torchrl_skills.modules.higl import _ConcatMLP
-
-    return TensorDictModule(_ConcatMLP(in_dim, out_dim, num_cells), in_keys=in_keys, out_keys=out_keys)
-
-
 def sac_actor(spec):
-    from tensordict.nn import NormalParamExtractor
+    from tensordict.nn import NormalParamExtractor, TensorDictSequential
     from torchrl.modules import ProbabilisticActor, TanhNormal
-    from torchrl_skills.modules.higl import _ConcatMLP
 
-    net = _ConcatMLP(OBS_DIM + GOAL_DIM, 2 * spec.shape[-1], (256, 256), head=NormalParamExtractor())
+    # torchrl's MLP concatenates its inputs: it reads [observation, desired_goal] as two entries
+    net = MLP(in_features=OBS_DIM + GOAL_DIM, out_features=2 * spec.shape[-1], num_cells=[256, 256], activation_class=nn.ReLU)
+    module = TensorDictSequential(
+        TensorDictModule(net, in_keys=["observation", "desired_goal"], out_keys=["params"]),
+        TensorDictModule(NormalParamExtractor(), in_keys=["params"], out_keys=["loc", "scale"]),
+    )
     return ProbabilisticActor(
-        TensorDictModule(net, in_keys=["observation", "desired_goal"], out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"], spec=spec, distribution_class=TanhNormal,
+        module, in_keys=["loc", "scale"], spec=spec, distribution_class=TanhNormal,
         distribution_kwargs={"low": spec.space.low, "high": spec.space.high}, return_log_prob=True,
         default_interaction_type=ExplorationType.RANDOM,
     )  # fmt: skip
@@ -267,7 +263,8 @@ class SACAgent:
         self.args, self.name = args, "sac_her" if her else "sac"
         self.policy = sac_actor(spec).to(device)
         qnet = ValueOperator(
-            _QNet(OBS_DIM + GOAL_DIM + spec.shape[-1]), in_keys=["observation", "desired_goal", "action"]
+            MLP(in_features=OBS_DIM + GOAL_DIM + spec.shape[-1], out_features=1, num_cells=[256, 256], activation_class=nn.ReLU),
+            in_keys=["observation", "desired_goal", "action"],
         ).to(device)
         self.loss = SACLoss(self.policy, qnet, num_qvalue_nets=2, alpha_init=args.alpha_init, action_spec=spec)
         self.loss.make_value_estimator(gamma=args.gamma)
@@ -307,15 +304,6 @@ def reached(td):
     """Sparse PointMaze reward for a (relabelled) goal: 1 within 0.45 m of it."""
     dist = (td.get(("next", "achieved_goal")) - td.get("desired_goal")).norm(dim=-1, keepdim=True)
     return (dist <= SUCCESS_RADIUS).float()
-
-
-class _QNet(nn.Module):
-    def __init__(self, in_dim, num_cells=(256, 256)):
-        super().__init__()
-        self.mlp = MLP(in_features=in_dim, out_features=1, num_cells=list(num_cells), activation_class=nn.ReLU)
-
-    def forward(self, *inputs):
-        return self.mlp(torch.cat(inputs, -1))
 
 
 class HIGLAgent:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModuleBase
+from tensordict.nn import NormalParamExtractor, TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from tensordict.utils import NestedKey
 from torch import nn
 from torch.nn import functional as F
@@ -341,14 +341,21 @@ def make_high_level_actor(
         >>> td["high_action"].shape, td["high_action_log_prob"].shape
         (torch.Size([3, 16]), torch.Size([3]))
     """
-    net = _ConcatMLP(in_features, 2 * goal_dim, num_cells, head=NormalParamExtractor(scale_mapping="softplus", scale_lb=1e-4))
-    last = net.mlp[-1]
+    # torchrl's MLP concatenates its inputs, so it reads several tensordict entries as they are
+    net = MLP(in_features=in_features, out_features=2 * goal_dim, num_cells=list(num_cells), activation_class=nn.ReLU)
+    last = net[-1]
     nn.init.zeros_(last.weight)
     with torch.no_grad():
         last.bias.zero_()
         # softplus(b) + 1e-4 = init_scale on the scale half
         last.bias[goal_dim:] = float(torch.log(torch.expm1(torch.tensor(max(init_scale - 1e-4, 1e-6)))))
-    module = TensorDictModule(net, in_keys=list(in_keys), out_keys=["high_loc", "high_scale"])
+    module = TensorDictSequential(
+        TensorDictModule(net, in_keys=list(in_keys), out_keys=["high_params"]),
+        TensorDictModule(
+            NormalParamExtractor(scale_mapping="softplus", scale_lb=1e-4), in_keys=["high_params"],
+            out_keys=["high_loc", "high_scale"],
+        ),
+    )  # fmt: skip
     spec = Bounded(-1.0, 1.0, (goal_dim,))
     log_prob_key = f"{action_key}_log_prob" if isinstance(action_key, str) else (*action_key[:-1], f"{action_key[-1]}_log_prob")
     return ProbabilisticActor(
@@ -375,16 +382,7 @@ def make_high_level_value(in_keys: Sequence[NestedKey], in_features: int, *, num
         >>> value(TensorDict({"observation": torch.randn(3, 4)}, [3]))["state_value"].shape
         torch.Size([3, 1])
     """
-    return ValueOperator(_ConcatMLP(in_features, 1, num_cells), in_keys=list(in_keys))
+    return ValueOperator(
+        MLP(in_features=in_features, out_features=1, num_cells=list(num_cells), activation_class=nn.ReLU), in_keys=list(in_keys)
+    )
 
-
-class _ConcatMLP(nn.Module):
-    """An MLP on the concatenation of its inputs (several tensordict entries), with an optional head."""
-
-    def __init__(self, in_features: int, out_features: int, num_cells: Sequence[int], head: nn.Module | None = None) -> None:
-        super().__init__()
-        self.mlp = MLP(in_features=in_features, out_features=out_features, num_cells=list(num_cells), activation_class=nn.ReLU)
-        self.head = head if head is not None else nn.Identity()
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        return self.head(self.mlp(torch.cat(inputs, -1)))
