@@ -302,6 +302,32 @@ def test_higl_stops_on_sigterm_and_resumes_without_duplicate_rows(tmp_path):
     assert logged == sorted(set(logged)) and logged[-1] >= steps + 100  # continued, no row twice
 
 
+@pytest.mark.slow  # ~25 s on 2 cores: a real process with two cars side by side, then a short resumed run
+def test_higl_carracing_stops_on_sigint_and_resumes_without_duplicate_rows(tmp_path):
+    pytest.importorskip("Box2D")
+    carracing = importlib.import_module("higl_carracing")
+    out = tmp_path / "run"
+    flags = [
+        "--warmup-steps", "20", "--eval-every", "100000", "--eval-episodes", "1", "--max-episode-steps", "30",
+        "--batch-size", "4", "--seq-len", "2", "--d-model", "16", "--latent-dim", "8", "--num-envs", "2",
+        "--frames-per-batch", "20", "--k", "4", "--grayscale", "--num-threads", "1", "--out-dir", str(out), "--no-progress",
+    ]  # fmt: skip
+    q_csv = out / "logs" / "higl_carracing_seed0" / "scalars" / "loss_qvalue.csv"
+    proc = _launch("higl_carracing.py", *flags, "--total-steps", "100000", tmp_path=tmp_path)
+    _wait_for(proc, lambda: q_csv.is_file() and len(q_csv.read_text().splitlines()) >= 2)
+    status, message = _stop(proc, signal.SIGINT)
+    assert status == 130
+    steps = torch.load(out / "checkpoint.pt", weights_only=False)["state"]["steps"]
+    assert message.startswith(f"stopped at env step {steps}; checkpoint {out / 'checkpoint.pt'}")
+    assert message.endswith("--resume")
+    assert json.loads((out / "results.json").read_text())["steps"] == steps and _rows(q_csv)[-1][0] == steps
+
+    results = carracing.main([*flags, "--total-steps", str(steps + 40), "--resume"])
+    assert results["steps"] == steps + 40 and (out / "learning_curve.png").is_file()
+    logged = [s for s, _ in _rows(q_csv)]
+    assert logged == sorted(set(logged)) and logged[-1] == steps + 40  # continued, no row twice
+
+
 def test_plan_to_goals_stopped_in_training_continues_with_the_same_command(tiny_dataset, tmp_path, capsys, monkeypatch):
     import plan_to_goals
     import train_skill_model

@@ -99,12 +99,15 @@ def goal_observation_transform(
     return UnaryTransform([in_key], [out_key], fn=_AtRest(pad))
 
 
-def make_higl_env(env: EnvBase, policy, seq_len: int, *, in_key: NestedKey = "observation") -> TransformedEnv:
+def make_higl_env(
+    env: EnvBase, policy, seq_len: int, *, in_key: NestedKey = "observation", obs_ndim: int = 1
+) -> TransformedEnv:
     """Prepares a (batched) env for :class:`~torchrl_skills.modules.higl.HIGLPolicy`: the window, the episode flag, the goal state.
 
     Appends :func:`make_window_env` (the ``observation_window`` the low level encodes),
     :class:`~torchrl.envs.InitTracker` (``is_init``: a goal is drawn at every new episode) and
     ``policy.make_tensordict_primer()`` (``goal`` and ``goal_age`` carried from step to step).
+    ``obs_ndim`` is the number of feature dims of one observation (3 for ``C, H, W`` pixels).
 
     Examples:
         >>> import torch
@@ -120,7 +123,7 @@ def make_higl_env(env: EnvBase, policy, seq_len: int, *, in_key: NestedKey = "ob
         >>> td["goal_set"].squeeze(-1).nonzero().squeeze(-1).tolist()
         [0, 5, 10]
     """
-    env = make_window_env(env, seq_len, in_key=in_key)
+    env = make_window_env(env, seq_len, in_key=in_key, obs_ndim=obs_ndim)
     env.append_transform(InitTracker())
     env.append_transform(policy.make_tensordict_primer())
     return env

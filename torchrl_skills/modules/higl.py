@@ -314,6 +314,7 @@ def make_high_level_actor(
     num_cells: Sequence[int] = (256, 256),
     action_key: NestedKey = "high_action",
     init_scale: float = 0.3,
+    backbone: nn.Module | None = None,
 ) -> ProbabilisticActor:
     """The high level's stochastic policy: an MLP on the concatenated ``in_keys`` -> TanhNormal over ``[-1, 1]^goal_dim``.
 
@@ -331,6 +332,9 @@ def make_high_level_actor(
         action_key (NestedKey): output action entry; its log-probability goes to
             ``<action_key>_log_prob``. Defaults to ``"high_action"``.
         init_scale (float): initial exploration scale of the pre-tanh Gaussian. Defaults to 0.3.
+        backbone (nn.Module, optional): applied to the ``in_keys`` first, e.g. a
+            :class:`~torchrl_skills.modules.encoders.ConvEncoder` for pixels; ``in_features`` is
+            then its output size. Defaults to none (the entries go to the MLP as they are).
 
     Examples:
         >>> import torch
@@ -340,6 +344,10 @@ def make_high_level_actor(
         >>> td = actor(TensorDict({"observation": torch.randn(3, 4), "goal_observation": torch.randn(3, 4)}, [3]))
         >>> td["high_action"].shape, td["high_action_log_prob"].shape
         (torch.Size([3, 16]), torch.Size([3]))
+        >>> from torchrl_skills.modules.encoders import ConvEncoder
+        >>> pixels = make_high_level_actor(["pixels"], 32, goal_dim=16, backbone=ConvEncoder((3, 64, 64), 32))
+        >>> pixels(TensorDict({"pixels": torch.zeros(3, 3, 64, 64, dtype=torch.uint8)}, [3]))["high_action"].shape
+        torch.Size([3, 16])
     """
     # torchrl's MLP concatenates its inputs, so it reads several tensordict entries as they are
     net = MLP(in_features=in_features, out_features=2 * goal_dim, num_cells=list(num_cells), activation_class=nn.ReLU)
@@ -350,7 +358,8 @@ def make_high_level_actor(
         # softplus(b) + 1e-4 = init_scale on the scale half
         last.bias[goal_dim:] = float(torch.log(torch.expm1(torch.tensor(max(init_scale - 1e-4, 1e-6)))))
     module = TensorDictSequential(
-        TensorDictModule(net, in_keys=list(in_keys), out_keys=["high_params"]),
+        *_backbone(backbone, in_keys, "high_features"),
+        TensorDictModule(net, in_keys=["high_features"] if backbone is not None else list(in_keys), out_keys=["high_params"]),
         TensorDictModule(
             NormalParamExtractor(scale_mapping="softplus", scale_lb=1e-4), in_keys=["high_params"],
             out_keys=["high_loc", "high_scale"],
@@ -371,8 +380,17 @@ def make_high_level_actor(
     )
 
 
-def make_high_level_value(in_keys: Sequence[NestedKey], in_features: int, *, num_cells: Sequence[int] = (256, 256)) -> ValueOperator:
+def _backbone(backbone: nn.Module | None, in_keys: Sequence[NestedKey], out_key: str) -> list[TensorDictModule]:
+    return [] if backbone is None else [TensorDictModule(backbone, in_keys=list(in_keys), out_keys=[out_key])]
+
+
+def make_high_level_value(
+    in_keys: Sequence[NestedKey], in_features: int, *, num_cells: Sequence[int] = (256, 256), backbone: nn.Module | None = None
+) -> ValueOperator | TensorDictSequential:
     """``V(s, g)`` of the high level's semi-MDP, an MLP on the concatenated ``in_keys`` writing ``"state_value"``.
+
+    ``backbone`` (optional, e.g. a ConvEncoder for pixels) is applied to the ``in_keys`` first,
+    as in :func:`make_high_level_actor`; ``in_features`` is then its output size.
 
     Examples:
         >>> import torch
@@ -382,7 +400,8 @@ def make_high_level_value(in_keys: Sequence[NestedKey], in_features: int, *, num
         >>> value(TensorDict({"observation": torch.randn(3, 4)}, [3]))["state_value"].shape
         torch.Size([3, 1])
     """
-    return ValueOperator(
-        MLP(in_features=in_features, out_features=1, num_cells=list(num_cells), activation_class=nn.ReLU), in_keys=list(in_keys)
-    )
+    mlp = MLP(in_features=in_features, out_features=1, num_cells=list(num_cells), activation_class=nn.ReLU)
+    if backbone is None:
+        return ValueOperator(mlp, in_keys=list(in_keys))
+    return TensorDictSequential(*_backbone(backbone, in_keys, "value_features"), ValueOperator(mlp, in_keys=["value_features"]))
 
