@@ -53,7 +53,7 @@ from torch import nn
 from tqdm import tqdm
 
 from torchrl.collectors import Collector
-from torchrl.envs import CatFrames, Compose, GrayScale, PermuteTransform, Resize, ToTensorImage, TransformedEnv
+from torchrl.envs import CatFrames, Compose, GrayScale, PermuteTransform, Resize, RewardSum, ToTensorImage, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import ClipPPOLoss, ReinforceLoss, SACLoss, SoftUpdate, ValueEstimators
 from torchrl.record.loggers import get_logger
@@ -332,6 +332,7 @@ def train(args, out: OutputDir, device):
         if state["steps"] < args.total_steps:
             n = args.num_envs
             env = make_env(args, n, [args.seed * 1_000_003 + state["steps"] + i for i in range(n)], agent.policy)
+            env.append_transform(RewardSum())  # ("next", "episode_reward"): each car's return so far
             collector = Collector(env, agent.policy, frames_per_batch=args.frames_per_batch, total_frames=-1, device=device,
                                   auto_register_policy_transforms=False)  # fmt: skip
             next_eval = (state["steps"] // args.eval_every + 1) * args.eval_every
@@ -343,6 +344,11 @@ def train(args, out: OutputDir, device):
                 state["steps"] += data.numel()
                 pbar.update(data.numel())
                 logger.log_scalar("train_reward_per_step", data["next", "reward"].mean().item(), state["steps"])
+                done = data["next", "done"]
+                if done.any():  # the sampling policy's episode returns, plotted next to the evaluations
+                    episode_return = data["next", "episode_reward"][done].mean().item()
+                    logger.log_scalar("train_episode_return", episode_return, state["steps"])
+                    state.setdefault("train_curve", []).append((state["steps"], episode_return))
                 n_updates = int(round(data.numel() * args.utd)) if state["steps"] >= args.warmup_steps else 0
                 if n_updates:
                     for _ in range(n_updates):
@@ -375,6 +381,7 @@ def train(args, out: OutputDir, device):
 
     plot(args, state, out_dir / "learning_curve.png")
     results = {"config": vars(args), "steps": state["steps"], "updates": state["updates"], "curve": state["curve"],
+               "collection_return_curve": state.get("train_curve", []),
                "final_eval_return": state["curve"][-1][1] if state["curve"] else None,
                "random_actions_return": state["random_return"], "wall_time_s": state.get("wall_time_s", 0.0)}  # fmt: skip
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
@@ -395,7 +402,11 @@ def plot(args, state, path):
         return
     steps, rets = zip(*state["curve"])
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, rets, marker="o", label=f"HIGL (deterministic, {args.eval_episodes} tracks)")
+    if state.get("train_curve"):
+        train_steps, train_rets = zip(*state["train_curve"])
+        ax.plot(train_steps, train_rets, color="tab:orange", alpha=0.6,
+                label="HIGL while collecting (sampled actions), episode return")  # fmt: skip
+    ax.plot(steps, rets, marker="o", label=f"HIGL evaluation (deterministic, {args.eval_episodes} tracks)")
     ax.axhline(state["random_return"], color="gray", ls="--", label="random actions, same tracks")
     ax.set_xlabel("env steps"); ax.set_ylabel(f"return ({args.max_episode_steps}-step episodes)")  # fmt: skip
     ax.set_title("CarRacing-v3 from pixels"); ax.legend(); fig.tight_layout()  # fmt: skip

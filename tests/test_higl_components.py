@@ -313,6 +313,22 @@ def test_window_env_and_replay_windows_never_cross_episodes():
         torch.testing.assert_close(w["observation"][:, 1:], w["next", "observation"][:, :-1])
 
 
+def test_relabel_encodes_only_the_states_a_sample_uses():
+    class Counting(nn.Identity):
+        def forward(self, x):
+            self.shapes.append(tuple(x.shape[:-1]))
+            return x
+
+    L, H, B = 3, 10, 16
+    encoder = Counting()
+    encoder.shapes = []
+    relabel = LatentWindowRelabel(encoder, seq_len=L, goal_relabel_prob=0.5, relabel_horizon=H)
+    data, _ = _slices(B, relabel.slice_len)
+    relabel(data)
+    # the window, the next state and the relabelled goal's state, not the slice's S + 1 = 13 states
+    assert encoder.shapes == [(B, L + 2)]
+
+
 def test_hindsight_goal_relabelling_and_moving_transition():
     L, H, B = 3, 3, 256
     relabel = LatentWindowRelabel(nn.Identity(), seq_len=L, goal_relabel_prob=1.0, relabel_horizon=H, extrinsic_coef=1.0)

@@ -75,7 +75,8 @@ class LatentWindowRelabel(TensorDictModuleBase):
       ``j ~ U{1..min(relabel_horizon, S - t)}`` (HER's "future" strategy, inside the slice), so the low
       level learns to reach latent goals even before the high level proposes reachable ones.
 
-    Everything is one batched encoder call: no loop over the batch.
+    Everything is one batched encoder call over the states a sample uses (its window, the next
+    state, ``s_{t+h}`` and the relabelled goal's state), not the whole slice: no loop over the batch.
 
     Args:
         encoder (nn.Module): ``E``, maps ``[..., *obs_shape]`` to ``[..., latent_dim]``.
@@ -196,8 +197,6 @@ class LatentWindowRelabel(TensorDictModuleBase):
         next_obs = tensordict.get(("next", k["observation"]))
         B = obs.shape[0]
         dev = obs.device
-        # E(s_0 .. s_S) in one call: inside a slice next_observation[i] == observation[i + 1]
-        z = self._encode(torch.cat([obs, next_obs[:, -1:]], 1))  # [B, S + 1, d]
         # Position t of the transition in the slice, uniform in [L - 1, S - h]. Letting it move
         # (rather than fixing it at L - 1) matters when slices are longer than the window: a
         # slice never runs past its episode, so with a fixed t the last S - L steps of every
@@ -207,20 +206,30 @@ class LatentWindowRelabel(TensorDictModuleBase):
         else:
             t = torch.full((B,), L - 1, dtype=torch.long, device=dev)
         rows = torch.arange(B, device=dev).unsqueeze(-1)
-        idx = t.unsqueeze(-1) - (L - 1) + torch.arange(L, device=dev)  # [B, L]
-        window, next_window = z[rows, idx], z[rows, idx + 1]
         b = rows.squeeze(-1)
-        goal = tensordict.get(k["goal"])[b, t]
+        # States s_0 .. s_S of the slice: inside a slice next_observation[i] == observation[i + 1].
+        # Only the states used are encoded (the window and the next state, s_{t+h}, the relabelled
+        # goal's state), in one call: for pixels the encoder is the cost of an update, and a slice
+        # is longer than the window by the relabelling horizon.
+        states = torch.cat([obs, next_obs[:, -1:]], 1)  # [B, S + 1, *obs]
+        used = [t.unsqueeze(-1) - (L - 1) + torch.arange(L + 1, device=dev)]  # [B, L + 1]: s_{t-L+1} .. s_{t+1}
+        if h > 1:
+            used.append((t + h).unsqueeze(-1))
+        relabel = None
         if self.goal_relabel_prob > 0:
             # future state j in [1, min(relabel_horizon, S - t)] steps after s_t
             span = (S - t).clamp(max=self.relabel_horizon)
             j = 1 + (torch.rand(B, device=dev) * span).long().clamp(max=span - 1)
-            achieved = z[b, t + j].detach()
             relabel = torch.rand(B, 1, device=dev) < self.goal_relabel_prob
-            goal = torch.where(relabel, achieved, goal)
+            used.append((t + j).unsqueeze(-1))
+        z = self._encode(states[rows, torch.cat(used, -1)])  # [B, L + 1 (+ 1) (+ 1), d]
+        window, next_window = z[:, :L], z[:, 1 : L + 1]
+        goal = tensordict.get(k["goal"])[b, t]
+        if relabel is not None:
+            goal = torch.where(relabel, z[:, -1].detach(), goal)
         ext = tensordict.get(("next", k["reward"]))[b, t]
         # h = 1: s_{t+1}; h = k: the k-step variant, distance of s_{t+k} to the goal
-        reached = z[b, t + h]
+        reached = z[:, L] if h == 1 else z[:, L + 1]
         reward = self.latent_coef * latent_goal_reward(reached, goal) + self.extrinsic_coef * ext
         out = TensorDict(
             {
