@@ -15,6 +15,15 @@ sys.path.insert(0, str(ROOT / "examples"))
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Scripts called in-process set their own thread count (plan_to_goals.py: 2); the next test
+    runs with one thread again, so that the test processes launched beside it do not compete with
+    two OpenMP threads of this one."""
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def minari_store(tmp_path_factory):
     """Every test writes Minari datasets into a throw-away local store."""
