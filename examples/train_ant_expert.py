@@ -190,6 +190,7 @@ logger = None if args.logger == "none" else get_logger(args.logger, logger_name=
 collector = Collector(
     env, actor, frames_per_batch=args.frames_per_batch, total_frames=args.steps - frames,
     init_random_frames=max(0, args.random_steps - frames), device=device, storing_device=device,
+    auto_register_policy_transforms=False,  # the MLP actor keeps no state: nothing to register (silences a FutureWarning)
 )  # fmt: skip
 bar = tqdm(total=args.steps, initial=frames, unit="step", desc="ant expert", disable=args.no_progress, smoothing=0.05)
 start, updates_at_start = time.perf_counter(), updates  # throughput of this process (a resumed run too)
