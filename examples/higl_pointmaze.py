@@ -65,7 +65,7 @@ from torchrl.data import HERReplayBuffer, LazyTensorStorage, TensorDictReplayBuf
 from torchrl.envs import Compose, DoubleToFloat, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import MLP, ValueOperator
-from torchrl.objectives import ClipPPOLoss, ReinforceLoss, SACLoss, SoftUpdate, ValueEstimators
+from torchrl.objectives import SACLoss, SoftUpdate
 from torchrl.record.loggers import get_logger
 
 from torchrl_skills.data.windows import make_window_replay_buffer
@@ -84,7 +84,7 @@ from torchrl_skills.modules import (
     make_high_level_value,
     make_transformer_actor,
 )
-from torchrl_skills.objectives import HighLevelReward, HIGLLoss, LatentWindowRelabel, TemporalContrastiveLoss
+from torchrl_skills.objectives import HighLevelReward, HIGLLoss, LatentWindowRelabel, TemporalContrastiveLoss, make_high_level_loss
 from torchrl_skills.utils import (
     ArgumentParser,
     CheckpointNotFoundError,
@@ -349,13 +349,7 @@ class HIGLAgent:
         self.updater = SoftUpdate(sac, tau=args.tau)
         self.optim = torch.optim.Adam(self.loss.parameters(), lr=args.lr)
 
-        if args.high_algo == "ppo":
-            self.high_loss = ClipPPOLoss(high_actor, high_value, clip_epsilon=0.2, entropy_coeff=1e-3)
-        else:
-            self.high_loss = ReinforceLoss(high_actor, high_value)
-        self.high_loss.set_keys(action="high_action", sample_log_prob="high_action_log_prob")
-        # a high-level step lasts k env steps: discount gamma ** k
-        self.high_loss.make_value_estimator(ValueEstimators.GAE, gamma=args.gamma**k, lmbda=0.95, average_gae=True)
+        self.high_loss = make_high_level_loss(high_actor, high_value, algo=args.high_algo, gamma=args.gamma, k=k)
         self.high_optim = torch.optim.Adam(self.high_loss.parameters(), lr=args.lr)
         self.high_reward = HighLevelReward(
             self.encoder, extrinsic_coef=args.high_extrinsic_coef, progress_coef=args.high_progress_coef

@@ -1,5 +1,5 @@
 """Losses of torchrl-skills (``torchrl.objectives.LossModule`` subclasses) and reward helpers."""
-from torchrl_skills.objectives.higl import HighLevelReward, HIGLLoss, latent_progress
+from torchrl_skills.objectives.higl import HighLevelReward, HIGLLoss, latent_progress, make_high_level_loss
 from torchrl_skills.objectives.higl_skill_mi import SkillMILoss
 from torchrl_skills.objectives.latent_goal_reward import LatentGoalReward, LatentWindowRelabel, latent_goal_reward
 from torchrl_skills.objectives.skill_model_loss import SkillModelLoss
@@ -14,6 +14,7 @@ __all__ = [
     "SkillMILoss",
     "HIGLLoss",
     "HighLevelReward",
+    "make_high_level_loss",
     "latent_progress",
     "LatentGoalReward",
     "LatentWindowRelabel",

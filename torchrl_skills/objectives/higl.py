@@ -20,7 +20,7 @@ from tensordict.nn import TensorDictModuleBase, dispatch
 from tensordict.utils import NestedKey
 from torch import nn
 
-from torchrl.objectives import LossModule, SACLoss
+from torchrl.objectives import ClipPPOLoss, LossModule, ReinforceLoss, SACLoss, ValueEstimators
 
 from torchrl_skills.objectives.higl_skill_mi import SkillMILoss
 from torchrl_skills.objectives.latent_goal_reward import LatentWindowRelabel
@@ -263,3 +263,21 @@ class HighLevelReward(TensorDictModuleBase):
             reward = reward + self.progress_coef * progress
         tensordict.set(("next", "extrinsic_reward"), extrinsic)
         return tensordict.set(("next", k["reward"]), reward)
+
+
+def make_high_level_loss(actor, value, *, algo: str = "ppo", gamma: float = 0.99, k: int = 10) -> LossModule:
+    """The high level's on-policy loss over :func:`~torchrl_skills.envs.hierarchical.high_level_transitions`.
+
+    ``ClipPPOLoss`` (``algo="ppo"``, clip 0.2, entropy 1e-3) or ``ReinforceLoss``, reading
+    ``high_action`` / ``high_action_log_prob``, with GAE at ``gamma ** k``: one high-level step
+    lasts ``k`` env steps.
+    """
+    if algo == "ppo":
+        loss = ClipPPOLoss(actor, value, clip_epsilon=0.2, entropy_coeff=1e-3)
+    elif algo == "reinforce":
+        loss = ReinforceLoss(actor, value)
+    else:
+        raise ValueError(f"algo must be 'ppo' or 'reinforce', got {algo!r}.")
+    loss.set_keys(action="high_action", sample_log_prob="high_action_log_prob")
+    loss.make_value_estimator(ValueEstimators.GAE, gamma=gamma**k, lmbda=0.95, average_gae=True)
+    return loss
