@@ -68,7 +68,7 @@ from torchrl_skills.modules import (
     make_high_level_value,
     make_transformer_actor,
 )
-from torchrl_skills.objectives import HIGLLoss, LatentWindowRelabel, TemporalContrastiveLoss, make_high_level_loss
+from torchrl_skills.objectives import HIGLLoss, LatentWindowRelabel, TemporalContrastiveLoss, high_level_update, make_high_level_loss
 from torchrl_skills.utils import (
     ArgumentParser,
     CheckpointNotFoundError,
@@ -252,17 +252,13 @@ class HIGLAgent:
 
     def update_high_level(self, data, steps, ckpt_path):
         """The high level's on-policy update on this batch's semi-MDP steps (their summed track reward)."""
-        high = high_level_transitions(data, self.args.k, keys=[PIX])
-        if not high["mask"].any():
+        high = high_level_update(
+            self.high_loss, self.high_optim, high_level_transitions(data, self.args.k, keys=[PIX]),
+            epochs=self.args.ppo_epochs if self.args.high_algo == "ppo" else 1,
+            check=lambda total, out: check_finite_loss(total, f"{steps} (high level)", out, ckpt_path, NAN_FIXES),
+        )  # fmt: skip
+        if high is None:
             return None
-        with torch.no_grad():
-            self.high_loss.value_estimator(high)
-        high = high[high["mask"]]
-        for _ in range(self.args.ppo_epochs if self.args.high_algo == "ppo" else 1):
-            out = self.high_loss(high)
-            total = sum(v for key, v in out.items() if key.startswith("loss_"))
-            check_finite_loss(total, f"{steps} (high level)", out, ckpt_path, NAN_FIXES)
-            self.high_optim.zero_grad(); total.backward(); self.high_optim.step()  # fmt: skip
         return high["next", "reward"].mean()
 
 

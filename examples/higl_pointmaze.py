@@ -84,7 +84,7 @@ from torchrl_skills.modules import (
     make_high_level_value,
     make_transformer_actor,
 )
-from torchrl_skills.objectives import HighLevelReward, HIGLLoss, LatentWindowRelabel, TemporalContrastiveLoss, make_high_level_loss
+from torchrl_skills.objectives import HighLevelReward, HIGLLoss, LatentWindowRelabel, TemporalContrastiveLoss, high_level_update, make_high_level_loss
 from torchrl_skills.utils import (
     ArgumentParser,
     CheckpointNotFoundError,
@@ -370,19 +370,14 @@ class HIGLAgent:
 
     def after_batch(self, data, steps, logger):
         """The high level's on-policy update on this batch's semi-MDP steps."""
-        keys = ["observation", "goal_observation"]
-        high = high_level_transitions(data, self.args.k, keys=keys)
+        high = high_level_transitions(data, self.args.k, keys=["observation", "goal_observation"])
         if not high["mask"].any():
             return
         self.high_reward(high)
-        with torch.no_grad():
-            self.high_loss.value_estimator(high)
-        high = high[high["mask"]]
-        for _ in range(self.args.ppo_epochs if self.args.high_algo == "ppo" else 1):
-            out = self.high_loss(high)
-            total = sum(v for key, v in out.items() if key.startswith("loss_"))
-            check_finite_loss(total, f"{steps} (higl high level)", out, None, NAN_FIXES)
-            self.high_optim.zero_grad(); total.backward(); self.high_optim.step()  # fmt: skip
+        high = high_level_update(
+            self.high_loss, self.high_optim, high, epochs=self.args.ppo_epochs if self.args.high_algo == "ppo" else 1,
+            check=lambda total, out: check_finite_loss(total, f"{steps} (higl high level)", out, None, NAN_FIXES),
+        )  # fmt: skip
         logger.log_scalar("high_reward", high["next", "reward"].mean().item(), steps)
         logger.log_scalar("high_extrinsic_return", high["next", "extrinsic_reward"].mean().item(), steps)
 

@@ -1,5 +1,5 @@
 """Losses of torchrl-skills (``torchrl.objectives.LossModule`` subclasses) and reward helpers."""
-from torchrl_skills.objectives.higl import HighLevelReward, HIGLLoss, latent_progress, make_high_level_loss
+from torchrl_skills.objectives.higl import HighLevelReward, HIGLLoss, high_level_update, latent_progress, make_high_level_loss
 from torchrl_skills.objectives.higl_skill_mi import SkillMILoss
 from torchrl_skills.objectives.latent_goal_reward import LatentGoalReward, LatentWindowRelabel, latent_goal_reward
 from torchrl_skills.objectives.skill_model_loss import SkillModelLoss
@@ -15,6 +15,7 @@ __all__ = [
     "HIGLLoss",
     "HighLevelReward",
     "make_high_level_loss",
+    "high_level_update",
     "latent_progress",
     "LatentGoalReward",
     "LatentWindowRelabel",

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -25,7 +26,7 @@ from torchrl.objectives import ClipPPOLoss, LossModule, ReinforceLoss, SACLoss, 
 from torchrl_skills.objectives.higl_skill_mi import SkillMILoss
 from torchrl_skills.objectives.latent_goal_reward import LatentWindowRelabel
 
-__all__ = ["HIGLLoss", "HighLevelReward", "latent_progress"]
+__all__ = ["HIGLLoss", "HighLevelReward", "high_level_update", "latent_progress", "make_high_level_loss"]
 
 
 class HIGLLoss(LossModule):
@@ -271,6 +272,25 @@ def make_high_level_loss(actor, value, *, algo: str = "ppo", gamma: float = 0.99
     ``ClipPPOLoss`` (``algo="ppo"``, clip 0.2, entropy 1e-3) or ``ReinforceLoss``, reading
     ``high_action`` / ``high_action_log_prob``, with GAE at ``gamma ** k``: one high-level step
     lasts ``k`` env steps.
+
+    Args:
+        actor (ProbabilisticTensorDictSequential): the high level, e.g. from
+            :func:`~torchrl_skills.modules.make_high_level_actor`.
+        value (TensorDictModule): its state value, e.g. from
+            :func:`~torchrl_skills.modules.make_high_level_value`.
+
+    Keyword Args:
+        algo (str): ``"ppo"`` or ``"reinforce"``.
+        gamma (float): the env-step discount; the semi-MDP's is ``gamma ** k``.
+        k (int): env steps per high-level step.
+
+    Examples:
+        >>> from torchrl_skills.modules import make_high_level_actor, make_high_level_value
+        >>> actor = make_high_level_actor(["observation"], 4, goal_dim=2, num_cells=(16,))
+        >>> value = make_high_level_value(["observation"], 4, num_cells=(16,))
+        >>> loss = make_high_level_loss(actor, value, algo="ppo", gamma=0.99, k=10)
+        >>> round(loss.value_estimator.gamma.item(), 4)
+        0.9044
     """
     if algo == "ppo":
         loss = ClipPPOLoss(actor, value, clip_epsilon=0.2, entropy_coeff=1e-3)
@@ -281,3 +301,71 @@ def make_high_level_loss(actor, value, *, algo: str = "ppo", gamma: float = 0.99
     loss.set_keys(action="high_action", sample_log_prob="high_action_log_prob")
     loss.make_value_estimator(ValueEstimators.GAE, gamma=gamma**k, lmbda=0.95, average_gae=True)
     return loss
+
+
+def high_level_update(
+    loss: LossModule,
+    optimizer: torch.optim.Optimizer,
+    transitions: TensorDictBase,
+    *,
+    epochs: int = 1,
+    check: Callable[[torch.Tensor, TensorDictBase], None] | None = None,
+) -> TensorDictBase | None:
+    """One on-policy update of the high level on a batch of semi-MDP steps.
+
+    Computes the advantage and value target once with ``loss.value_estimator`` on the whole
+    ``[N, T]`` batch (so GAE runs along each env's sequence of high-level steps), keeps the rows
+    whose ``"mask"`` is set (the steps :func:`~torchrl_skills.envs.hierarchical.high_level_transitions`
+    completed inside the batch; every row when there is no ``"mask"``), then takes ``epochs``
+    gradient steps on the sum of the loss's ``loss_*`` terms over those rows.
+
+    Args:
+        loss (LossModule): e.g. from :func:`make_high_level_loss`.
+        optimizer (torch.optim.Optimizer): over ``loss``'s parameters.
+        transitions (TensorDictBase): ``[N, T]`` semi-MDP steps with their (rewritten) rewards.
+
+    Keyword Args:
+        epochs (int): gradient steps on the batch (e.g. 4 for PPO, 1 for REINFORCE).
+        check (callable, optional): called as ``check(total_loss, loss_output)`` before each
+            backward pass, e.g. to stop on a non-finite loss with
+            :func:`~torchrl_skills.utils.check_finite_loss`.
+
+    Returns:
+        the masked ``[M]`` transitions with their advantages (for logging), or ``None`` when the
+        batch completed no high-level step.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl_skills.modules import make_high_level_actor, make_high_level_value
+        >>> actor = make_high_level_actor(["observation"], 3, goal_dim=2, num_cells=(16,))
+        >>> value = make_high_level_value(["observation"], 3, num_cells=(16,))
+        >>> loss = make_high_level_loss(actor, value, k=1)
+        >>> optim = torch.optim.Adam(loss.parameters(), lr=1e-3)
+        >>> with torch.no_grad():
+        ...     td = actor(TensorDict({"observation": torch.randn(4, 5, 3)}, [4, 5]))
+        >>> done = torch.zeros(4, 5, 1, dtype=torch.bool)
+        >>> td["next"] = TensorDict({"observation": torch.randn(4, 5, 3), "reward": torch.randn(4, 5, 1),
+        ...                          "done": done, "terminated": done}, [4, 5])
+        >>> td["mask"] = torch.ones(4, 5, dtype=torch.bool)
+        >>> td["mask"][:, -1] = False
+        >>> high_level_update(loss, optim, td, epochs=4).shape
+        torch.Size([16])
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    mask = transitions.get("mask", None)
+    if mask is not None and not mask.any():
+        return None
+    with torch.no_grad():
+        loss.value_estimator(transitions)
+    batch = transitions[mask] if mask is not None else transitions.reshape(-1)
+    for _ in range(epochs):
+        out = loss(batch)
+        total = sum(v for key, v in out.items() if key.startswith("loss_"))
+        if check is not None:
+            check(total, out)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    return batch
