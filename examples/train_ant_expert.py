@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -243,7 +244,8 @@ for batch in collector:
         bar.close()
         collector.shutdown()
         stopped = stop.stopped(f"env step {frames}", ckpt_path)
-        print(stopped.message(f"python examples/train_ant_expert.py --out-dir {out_dir} --resume"), file=sys.stderr)
+        again = shlex.join(["python", *sys.argv]) + ("" if "--resume" in sys.argv else " --resume")  # same options
+        print(stopped.message(again), file=sys.stderr)
         sys.exit(stopped.exit_code)
 bar.close()
 collector.shutdown()

@@ -68,7 +68,7 @@ def test_sigterm_checkpoints_at_the_step_reached_and_says_how_to_continue(tmp_pa
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr[-2000:]
     assert "Traceback" not in stderr
-    match = re.search(r"stopped at env step (\d+); checkpoint (\S+); continue with .*--resume", stderr)
+    match = re.search(r"stopped at env step (\d+); checkpoint (\S+); continue with python \S*train_ant_expert.py .*--ckpt-every 100000 .*--resume$", stderr.strip())
     assert match, stderr[-2000:]
     state = torch.load(match.group(2), weights_only=False)
     assert state["frames"] == int(match.group(1)) > 0  # the checkpoint holds the step reached, not an older one

@@ -120,7 +120,8 @@ def load_direction_expert(path: str | os.PathLike | None = None, device="cpu") -
         )
         raise FileNotFoundError(f"No direction expert at {path}: {hint}.")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        # weights only: an expert file holds tensors and plain settings, so loading one runs no pickled code
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises assorted errors on truncated files
         raise ValueError(f"{path} is not a readable expert file ({type(err).__name__}: {err}).") from None
     if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
