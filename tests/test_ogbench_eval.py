@@ -135,6 +135,15 @@ def test_skill_policy_plans_are_recorded():
     assert ep["success"] or ep["steps"] == 1000  # failures end at env.spec.max_episode_steps
     assert plan.shape == (-(-ep["steps"] // 100), 4)  # one row per (re)planning step
     assert np.allclose(plan[:, :2], path[: ep["steps"] : 100])  # planned from where the agent stood
+    # each skill's planned progress, realised progress and end error, by hand from the records
+    tracking = result.skill_tracking(100)
+    full = (np.arange(len(plan)) + 1) * 100 <= ep["steps"]
+    reached = path[(np.arange(len(plan)) + 1)[full] * 100]
+    assert tracking["skills"] == full.sum() > 0
+    assert np.allclose(tracking["planned"], np.linalg.norm(plan[full, 2:] - plan[full, :2], axis=-1))
+    assert np.allclose(tracking["realised"], np.linalg.norm(reached - plan[full, :2], axis=-1))
+    assert np.allclose(tracking["end_error"], np.linalg.norm(reached - plan[full, 2:], axis=-1))
+    assert tracking["median_end_error"] == pytest.approx(float(np.median(tracking["end_error"])))
 
 
 def test_results_are_written(tmp_path):
@@ -186,3 +195,5 @@ def test_bad_inputs():
         evaluate_ogbench(policy, NAME, tasks=[1, 6])
     with pytest.raises(ValueError, match="num_envs"):
         evaluate_ogbench(policy, NAME, num_envs=0)
+    with pytest.raises(ValueError, match="replan_every must be a positive integer"):
+        OGBenchResult(NAME).skill_tracking(0)

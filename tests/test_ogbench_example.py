@@ -22,6 +22,7 @@ def test_ogbench_pointmaze_example_runs_and_resumes(tmp_path, minari_store):
     assert report["episodes"] == 5 and set(report["task_success"]) == {"1", "2", "3", "4", "5"}
     assert report["config"]["cost"] == "graph" and (tmp_path / "run" / "results.png").exists()
     assert out["timing"]["train_s"][0] > 0
+    assert report["skill_tracking"]["skills"] > 0 and report["skill_tracking"]["median_planned"] >= 0
     # a second run reuses the checkpoint (resume: nothing left to train) and evaluates validation goals
     again = main(argv + ["--validate", "--validation-tasks", "2"])
     assert again["result"].tasks == ["val0", "val1"]

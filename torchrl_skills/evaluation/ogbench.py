@@ -158,6 +158,50 @@ class OGBenchResult:
         lines.append(line)
         return "\n".join(lines)
 
+    def skill_tracking(self, replan_every: int) -> dict:
+        """How far the executed skills went against how far the world model said they would.
+
+        For every (re)planning point of every episode (the policy replans every ``replan_every``
+        env steps, so plan ``i`` is made at step ``i * replan_every``), with ``p`` the x-y where it
+        planned, ``e`` the world model's mean skill end point and ``r`` the x-y reached at the next
+        planning point: the planned progress ``||e - p||``, the realised progress ``||r - p||`` and
+        the end-point error ``||e - r||``. Skills cut short by the episode's end are left out.
+
+        With ``replan_every`` equal to the skill length ``T`` each skill runs to its end, so the
+        three numbers compare like with like; with a shorter ``replan_every`` (the paper replans
+        every 30 steps of a 40-step skill) the realised progress covers only part of the skill.
+
+        Returns:
+            dict of ``planned``, ``realised``, ``end_error`` (``np.ndarray`` of metres, one per
+            skill) and their ``median_*``, plus ``skills`` (how many).
+
+        Examples:
+            >>> r = OGBenchResult("pointmaze-medium-navigate-v0")
+            >>> r.paths = [np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 0.0], [2.0, 0.0]])]
+            >>> r.plans = [np.array([[0.0, 0.0, 3.0, 0.0], [2.0, 0.0, 4.0, 0.0], [2.0, 0.0, 2.0, 2.0]])]
+            >>> out = r.skill_tracking(replan_every=2)   # the third skill is cut short: left out
+            >>> out["planned"].tolist(), out["realised"].tolist(), out["end_error"].tolist()
+            ([3.0, 2.0], [2.0, 0.0], [1.0, 2.0])
+        """
+        if isinstance(replan_every, bool) or not isinstance(replan_every, int) or replan_every < 1:
+            raise ValueError(f"replan_every must be a positive integer, got {replan_every!r}.")
+        planned, realised, error = [], [], []
+        for path, plan in zip(self.paths, self.plans):
+            if not len(plan):
+                continue
+            ends = (np.arange(len(plan)) + 1) * replan_every
+            full = ends < len(path)  # the skill ran replan_every steps before the episode ended
+            here, predicted, reached = plan[full, :2], plan[full, 2:4], path[ends[full]]
+            planned.append(np.linalg.norm(predicted - here, axis=-1))
+            realised.append(np.linalg.norm(reached - here, axis=-1))
+            error.append(np.linalg.norm(predicted - reached, axis=-1))
+        out = {name: np.concatenate(v) if v else np.zeros(0) for name, v in
+               (("planned", planned), ("realised", realised), ("end_error", error))}  # fmt: skip
+        for name in ("planned", "realised", "end_error"):
+            out[f"median_{name}"] = float(np.median(out[name])) if len(out[name]) else float("nan")
+        out["skills"] = len(out["planned"])
+        return out
+
     @classmethod
     def load_json(cls, path: str | Path) -> OGBenchResult:
         """The per-episode records of a :meth:`save_json` report (paths and plans are not saved)."""
