@@ -5,7 +5,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from torchrl_skills.envs import GoalDistanceCost, GraphDistanceCost, SkillModelEnv
+from torchrl_skills.envs import GoalDistanceCost, GraphDistanceCost, OffDataPenalty, SkillModelEnv
+from torchrl_skills.envs.skill_model_env import SkillTransition
 from torchrl_skills.modules import SkillModel, make_skill_planner
 
 
@@ -109,7 +110,52 @@ def test_same_scale_as_the_euclidean_cost_in_the_open():
     assert cost(s, g).item() == pytest.approx(GoalDistanceCost()(s, g).item(), rel=0.1)
 
 
+def test_off_data_penalty_by_hand():
+    path = _u_corridor(200)
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=60)
+    penalty = OffDataPenalty(cost, weight=3.0)
+    states = torch.tensor([[2.0, 0.0, 9.0], [0.0, 1.0, 9.0], [2.0, 1.0, 9.0], [-1.0, 0.0, 9.0]])  # x, y, other
+    exact = torch.cdist(states[:, :2], cost.nodes).min(-1).values  # the nearest node, searched exhaustively
+    assert torch.allclose(penalty.distance(states).squeeze(-1), exact, atol=cost.resolution)
+    assert torch.allclose(penalty(states), 3.0 * penalty.distance(states).pow(2))
+    assert penalty.distance(states)[0].item() < 0.1 and penalty.distance(states)[1].item() > 0.9  # corridor; wall
+    assert penalty(states.reshape(2, 2, 3)).shape == (2, 2, 1)
+
+
+class _Teleport(SkillTransition):
+    """A world model that ends each skill where the first two noise entries say: imagined ends set by hand."""
+
+    def next_state(self, state, eps):
+        return eps[..., :2]
+
+
+def test_off_data_penalty_stops_the_planner_cutting_through_walls():
+    path = _u_corridor(200)
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=60)
+    model = SkillModel(state_dim=2, action_dim=2, z_dim=2, hidden_dim=8)
+    start, goal = torch.zeros(2, 2), torch.tensor([0.0, 2.0]).expand(2, 2)
+    # one skill each: into the wall between the corridors next to the goal, or 2 m along the data
+    ends = torch.tensor([[[0.0, 1.2]], [[2.0, 0.0]]])
+    min_cost = cost(start, goal)
+    plain = _Teleport(model, cost, eps_penalty=0.0).returns(start, ends, goal, min_cost).squeeze(-1)
+    assert plain[0] > plain[1]  # the short cut through the wall looks best
+    careful = _Teleport(model, cost, eps_penalty=0.0, state_penalty=OffDataPenalty(cost, 100.0))
+    kept = careful.returns(start, ends, goal, min_cost).squeeze(-1)
+    assert kept[1] > kept[0] and kept[1] == pytest.approx(plain[1].item(), abs=1.0)  # the corridor barely pays
+    # forward's per-step rewards carry the same penalty and sum to returns
+    two = torch.cat([ends, ends.flip(0)], 1)  # two skills each
+    total, state, m = 0, start, min_cost
+    for t in range(2):
+        state, m, reward = careful(state, two[:, t], goal, m)
+        total = total + reward
+    assert torch.allclose(careful.returns(start, two, goal, min_cost), total, atol=1e-4)
+
+
 def test_bad_inputs():
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), -1.0)
+    with pytest.raises(TypeError, match="GraphDistanceCost"):
+        OffDataPenalty(GoalDistanceCost(), 1.0)
     with pytest.raises(ValueError, match="num_nodes"):
         GraphDistanceCost.from_trajectories(torch.zeros(10, 2), torch.zeros(10), num_nodes=20)
     with pytest.raises(ValueError, match="one episode id"):

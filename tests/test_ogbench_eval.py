@@ -16,6 +16,7 @@ from torchrl_skills.evaluation.ogbench import (  # noqa: E402
     OGBenchOraclePolicy,
     OGBenchResult,
     evaluate_ogbench,
+    make_ogbench_policy,
     t_interval,
     validation_tasks,
     wilson_interval,
@@ -197,3 +198,7 @@ def test_bad_inputs():
         evaluate_ogbench(policy, NAME, num_envs=0)
     with pytest.raises(ValueError, match="replan_every must be a positive integer"):
         OGBenchResult(NAME).skill_tracking(0)
+    from torchrl_skills.modules import SkillModel
+
+    with pytest.raises(ValueError, match="use the graph cost"):
+        make_ogbench_policy("planner", NAME, SkillModel(4, 2, z_dim=4, hidden_dim=8), cost=None, off_data_penalty=1.0)

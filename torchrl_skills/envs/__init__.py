@@ -1,6 +1,6 @@
 """Environments of torchrl-skills: a model-based env over skills and the HIGL semi-MDP."""
 from torchrl_skills.envs.batched_gym import BatchedGymEnv
-from torchrl_skills.envs.graph_cost import GraphDistanceCost
+from torchrl_skills.envs.graph_cost import GraphDistanceCost, OffDataPenalty
 from torchrl_skills.envs.ogbench_maze import OGBenchMazeEnv, make_ogbench_env
 from torchrl_skills.envs.hierarchical import (
     HierarchicalEnv,
@@ -16,6 +16,7 @@ __all__ = [
     "BatchedGymEnv",
     "GoalDistanceCost",
     "GraphDistanceCost",
+    "OffDataPenalty",
     "HierarchicalEnv",
     "OGBenchMazeEnv",
     "SkillModelEnv",

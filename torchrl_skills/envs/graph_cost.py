@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["GraphDistanceCost"]
+__all__ = ["GraphDistanceCost", "OffDataPenalty"]
 
 
 def _farthest_point_sampling(points: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
@@ -290,3 +290,55 @@ class GraphDistanceCost(nn.Module):
             f"nodes={self.nodes.shape[0]}, dim={self.goal_dim}, components={self.num_components}, "
             f"grid={tuple(self.grid_shape.tolist())} @ {self.resolution:.3g}"
         )
+
+
+class OffDataPenalty(nn.Module):
+    """``weight * d(s)^2``, with ``d(s)`` the distance from a state's position to the nearest node of a data graph.
+
+    A world model trained on offline trajectories has seen no state inside a wall, yet it happily
+    predicts skill ends there, and a planner then picks exactly those skills because they look
+    like short cuts. This penalty, subtracted from every imagined skill end's reward (the
+    ``state_penalty`` of :class:`~torchrl_skills.envs.SkillModelEnv`), keeps plans on the support
+    of the data: the graph's nodes are spread over every position the data visited, so ``d`` is
+    small along corridors (below the node spacing) and grows with the depth of a point inside a
+    wall. Like the noise penalty ``lambda * mean(eps^2)``, it is a pessimism term of the
+    offline-planning kind; it needs no training.
+
+    On the scale of :class:`GraphDistanceCost` (squared metres), ``weight`` trades a squared metre
+    of predicted progress against a squared metre of distance from the data.
+
+    Args:
+        graph (GraphDistanceCost): the graph whose nodes stand for the data's positions (the
+            planning cost itself, usually).
+        weight (float): the penalty's weight, ``>= 0``.
+
+    Examples:
+        >>> t = torch.linspace(0, 1, 200)
+        >>> corridor = torch.stack([4 * t, 0 * t], -1)  # the data went along y = 0 only
+        >>> graph = GraphDistanceCost.from_trajectories(corridor, torch.zeros(200, dtype=torch.long), num_nodes=20)
+        >>> penalty = OffDataPenalty(graph, weight=10.0)
+        >>> states = torch.tensor([[2.0, 0.0, 0.5], [2.0, 1.0, 0.5]])  # x, y, anything else
+        >>> penalty(states).squeeze(-1).round(decimals=1)  # on the corridor (up to the node spacing); 1 m off it
+        tensor([ 0., 10.])
+    """
+
+    def __init__(self, graph: GraphDistanceCost, weight: float):
+        super().__init__()
+        if not isinstance(graph, GraphDistanceCost):
+            raise TypeError(f"OffDataPenalty measures distances to a GraphDistanceCost's nodes, got {type(graph).__name__}.")
+        if not weight >= 0:
+            raise ValueError(f"weight must be >= 0, got {weight}.")
+        self.graph = graph
+        self.weight = float(weight)
+
+    def distance(self, state: torch.Tensor) -> torch.Tensor:
+        """``[..., 1]``: distance from each state's position to its (grid-approximated) nearest node."""
+        positions = state.index_select(-1, self.graph.indices.to(state.device))
+        nearest = self.graph.nodes[self.graph.node_index(positions)]
+        return (positions - nearest).norm(dim=-1, keepdim=True)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.weight * self.distance(state).pow(2)
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight:g}"

@@ -369,6 +369,7 @@ def make_ogbench_policy(
     iterations: int = 10,
     replan_every: int = 30,
     eps_penalty: float = 0.1,
+    off_data_penalty: float = 0.0,
 ):
     """The policies the CLI and the examples evaluate.
 
@@ -385,6 +386,9 @@ def make_ogbench_policy(
         replan_every (int): env steps each skill runs before replanning.
         eps_penalty (float): weight of the penalty on the planned noise; 0.1 was chosen on validation
             goals of the OGBench point mazes (see the README). Defaults to ``0.1``.
+        off_data_penalty (float): weight of :class:`~torchrl_skills.envs.OffDataPenalty` on each
+            imagined skill end (needs a :class:`~torchrl_skills.envs.GraphDistanceCost` ``cost``);
+            ``0`` turns it off. Defaults to ``0.0``.
 
     Examples:
         >>> policy = make_ogbench_policy("oracle", "pointmaze-medium-navigate-v0")
@@ -412,9 +416,19 @@ def make_ogbench_policy(
         raise ValueError(f"The {kind!r} policy needs a skill model: pass --checkpoint.")
     if kind == "prior":
         return SkillMPCPolicy(model, None, replan_every=replan_every)
+    state_penalty = None
+    if off_data_penalty:
+        from torchrl_skills.envs import GraphDistanceCost, OffDataPenalty
+
+        if not isinstance(cost, GraphDistanceCost):
+            raise ValueError(
+                "off_data_penalty measures the distance to the dataset graph: use the graph cost (--cost graph), "
+                "or set the penalty to 0."
+            )
+        state_penalty = OffDataPenalty(cost, off_data_penalty)
     planner = make_skill_planner(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
-        cost=cost, eps_penalty=eps_penalty,
+        cost=cost, eps_penalty=eps_penalty, state_penalty=state_penalty,
     )  # fmt: skip
     return SkillMPCPolicy(model, planner, replan_every=replan_every)
 
