@@ -165,6 +165,16 @@ def test_validation_tasks_avoid_the_evaluation_tasks():
     env = make_ogbench_env(NAME)
     evaluation = {(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in env.unwrapped.task_infos}
     assert len(tasks) == 30 and not {(t["init_ij"], t["goal_ij"]) for t in tasks} & evaluation
+    # as long as the evaluation tasks: at least the shortest one's cells of shortest path
+    from torchrl_skills.data.maze_grid import MazeGrid
+
+    grid = MazeGrid.from_ogbench(env)
+    cells = lambda t: grid.distance[t["init_ij"][0] * grid.width + t["init_ij"][1], t["goal_ij"][0] * grid.width + t["goal_ij"][1]]  # noqa: E731
+    shortest = min(cells(t) for t in env.unwrapped.task_infos)
+    assert shortest == 6 and min(cells(t) for t in tasks) >= shortest
+    assert min(cells(t) for t in validation_tasks(NAME, 30, seed=0, min_cells=2)) < shortest
+    with pytest.raises(ValueError, match="pass a smaller min_cells"):
+        validation_tasks(NAME, 3, min_cells=100)
     # two slots for three episodes: the last batch pads its empty slot, unrecorded
     result = evaluate_ogbench(
         OGBenchOraclePolicy(NAME), NAME, episodes_per_task=1, tasks=tasks[:3], num_envs=2, progress=False

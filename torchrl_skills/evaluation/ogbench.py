@@ -334,28 +334,47 @@ class OGBenchOraclePolicy(TensorDictModuleBase):
         return tensordict
 
 
-def validation_tasks(env_name: str, num_tasks: int = 20, seed: int = 0) -> list[dict]:
+def validation_tasks(env_name: str, num_tasks: int = 20, seed: int = 0, min_cells: int | None = None) -> list[dict]:
     """Start/goal cell pairs of our own for choosing settings, never one of the evaluation tasks.
 
-    Starts are drawn from all free cells and goals from the vertex cells (as OGBench's data),
-    with at least 4 cells of shortest path between them (the evaluation tasks are long-range).
+    Starts are drawn from all free cells and goals from the vertex cells (as OGBench's data), at
+    least ``min_cells`` cells of shortest path apart. By default that is the length of the
+    env's shortest evaluation task (6 cells on the medium mazes, 12 on the large ones), so that
+    settings are chosen on problems as long as those they are evaluated on: with shorter
+    validation pairs, a planner that is only good at short range looks better than it is.
+
+    Args:
+        env_name (str): OGBench dataset / env name.
+        num_tasks (int, optional): pairs to draw. Defaults to ``20``.
+        seed (int, optional): seed of the draw. Defaults to ``0``.
+        min_cells (int, optional): the shortest allowed start-goal path, in maze cells.
+            Defaults to the shortest evaluation task's.
+
+    Examples:
+        >>> tasks = validation_tasks("pointmaze-medium-navigate-v0", 3, seed=0)
+        >>> sorted(tasks[0])
+        ['goal_ij', 'init_ij']
     """
     from torchrl_skills.data.maze_grid import MazeGrid
     from torchrl_skills.envs.ogbench_maze import make_ogbench_env
 
     env = make_ogbench_env(env_name)
     grid = MazeGrid.from_ogbench(env)
-    evaluation = {(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in env.unwrapped.task_infos}
+    task_infos = env.unwrapped.task_infos
     env.close()
+
+    def cells(init, goal) -> float:  # inf where no path joins them
+        return float(grid.distance[init[0] * grid.width + init[1], goal[0] * grid.width + goal[1]])
+
+    evaluation = {(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in task_infos}
+    if min_cells is None:
+        min_cells = min(cells(t["init_ij"], t["goal_ij"]) for t in task_infos)
     free, vertex = grid.free_cells(), grid.vertex_cells()
+    pairs = [(i, g) for i in free for g in vertex if (i, g) not in evaluation and min_cells <= cells(i, g) < math.inf]
+    if not pairs:
+        raise ValueError(f"No start/goal pair of {env_name} is {min_cells} cells apart or more: pass a smaller min_cells.")
     rng = np.random.default_rng(seed)
-    tasks = []
-    while len(tasks) < num_tasks:
-        init, goal = free[rng.integers(len(free))], vertex[rng.integers(len(vertex))]
-        far = grid.distance[init[0] * grid.width + init[1], goal[0] * grid.width + goal[1]] >= 4
-        if far and (init, goal) not in evaluation:
-            tasks.append({"init_ij": init, "goal_ij": goal})
-    return tasks
+    return [{"init_ij": init, "goal_ij": goal} for init, goal in (pairs[k] for k in rng.integers(len(pairs), size=num_tasks))]
 
 
 def make_ogbench_policy(
