@@ -479,14 +479,20 @@ def plot(results, path):
 
 
 def summarize(results, algos):
-    """Per method: mean final success over seeds with its 95% confidence interval, per-seed values, wall time."""
-    summary = {}
+    """Per method: mean final success over seeds with its 95% confidence interval, per-seed values, wall time.
+
+    Only finished runs count: a run stopped part-way (saved so that ``--resume`` continues it) is
+    listed under ``unfinished_seeds``, its last evaluation is not a final success rate.
+    """
+    summary, total = {}, results["config"]["total_steps"]
     for algo in algos:
-        runs = [r for r in results["runs"] if r["algo"] == algo and r["final_success_rate"] is not None]
+        mine = [r for r in results["runs"] if r["algo"] == algo and r["final_success_rate"] is not None]
+        runs = [r for r in mine if r["steps"] >= total]
         finals = [r["final_success_rate"] for r in runs]
         mean, half = confidence_interval(finals) if finals else (None, None)
         summary[algo] = {"mean_final_success_rate": mean, "ci95_half_width": half, "per_seed": finals,
-                         "seeds": [r["seed"] for r in runs], "wall_time_s": sum(r["wall_time_s"] for r in runs)}  # fmt: skip
+                         "seeds": [r["seed"] for r in runs], "wall_time_s": sum(r["wall_time_s"] for r in runs),
+                         "unfinished_seeds": [r["seed"] for r in mine if r["steps"] < total]}  # fmt: skip
     results["summary"] = summary
     return summary
 

@@ -83,3 +83,14 @@ def test_pointmaze_merge_of_parallel_runs(tmp_path):
     merged = example.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out-dir", str(tmp_path / "all")])
     assert sorted(r["seed"] for r in merged["runs"]) == [0, 1]
     assert merged["summary"]["sac"]["seeds"] == [0, 1] and (tmp_path / "all" / "learning_curves.png").is_file()
+
+
+def test_pointmaze_summary_counts_finished_runs_only():
+    """A run stopped part-way (kept for --resume) has no final success rate yet."""
+    example = _load("higl_pointmaze")
+    run = lambda seed, steps, final: {"algo": "sac", "seed": seed, "steps": steps, "final_success_rate": final,  # noqa: E731
+                                      "wall_time_s": 1.0, "curve": [[steps, final]]}  # fmt: skip
+    results = {"config": {"total_steps": 100}, "runs": [run(0, 100, 0.2), run(1, 100, 0.4), run(2, 30, 0.9)]}
+    summary = example.summarize(results, ["sac"])["sac"]
+    assert summary["seeds"] == [0, 1] and summary["per_seed"] == [0.2, 0.4] and summary["unfinished_seeds"] == [2]
+    assert summary["mean_final_success_rate"] == pytest.approx(0.3)
