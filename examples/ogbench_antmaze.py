@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from torchrl_skills.utils import (
@@ -208,10 +207,8 @@ def main(argv=None) -> dict:
     merged = OGBenchResult.merge(results)
     name = "validation" if args.validate else "results"
     # the world model's promise against what the low level delivered, skill by skill
-    tracking = merged.skill_tracking(args.replan_every)
-    tracked = {k: v for k, v in tracking.items() if not isinstance(v, np.ndarray)}
-    print(f"skills: planned progress {tracked['median_planned']:.2f} m, realised {tracked['median_realised']:.2f} m "
-          f"in {args.replan_every} steps, end-point error {tracked['median_end_error']:.2f} m (medians of {tracked['skills']})")
+    tracked, line = merged.skill_tracking_summary(args.replan_every)
+    print(line)
     merged.save_json(out_dir / f"{name}.json", extra={"config": vars(args), "dataset": dataset_id, "timing": timing,
                                                       "skill_tracking": tracked})  # fmt: skip
     merged.plot(out_dir / f"{name}.png", title=f"{env_name}: CEM over skills ({args.preset}), {args.cost} cost")

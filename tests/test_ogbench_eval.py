@@ -145,6 +145,8 @@ def test_skill_policy_plans_are_recorded():
     assert np.allclose(tracking["realised"], np.linalg.norm(reached - plan[full, :2], axis=-1))
     assert np.allclose(tracking["end_error"], np.linalg.norm(reached - plan[full, 2:], axis=-1))
     assert tracking["median_end_error"] == pytest.approx(float(np.median(tracking["end_error"])))
+    summary, line = result.skill_tracking_summary(100)
+    assert summary["skills"] == tracking["skills"] and line.startswith("skills: planned progress")
 
 
 def test_results_are_written(tmp_path):

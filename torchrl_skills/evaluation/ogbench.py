@@ -202,6 +202,15 @@ class OGBenchResult:
         out["skills"] = len(out["planned"])
         return out
 
+    def skill_tracking_summary(self, replan_every: int) -> tuple[dict, str]:
+        """The scalar part of :meth:`skill_tracking` (for a JSON report) and a one-line description of it."""
+        tracked = {k: v for k, v in self.skill_tracking(replan_every).items() if not isinstance(v, np.ndarray)}
+        line = (
+            f"skills: planned progress {tracked['median_planned']:.2f} m, realised {tracked['median_realised']:.2f} m "
+            f"in {replan_every} steps, end-point error {tracked['median_end_error']:.2f} m (medians of {tracked['skills']})"
+        )
+        return tracked, line
+
     @classmethod
     def load_json(cls, path: str | Path) -> OGBenchResult:
         """The per-episode records of a :meth:`save_json` report (paths and plans are not saved)."""
