@@ -93,10 +93,14 @@ def parse_args(argv=None):
                    help="lambda of lambda * mean(eps^2), chosen on validation goals of our own (antmaze-medium, cpu "
                         "preset, 10 pairs x 2 episodes: success 0.00 at the paper's 10, 0.00 at 1, 0.20 at 0.1)")
     p.add_argument("--off-data-penalty", type=float, default=None,
-                   help="weight of the penalty on imagined skill ends far from the data (inside walls; graph cost "
-                        "only; 0: off; None: 100 with the graph cost, 0 with the euclidean one), chosen on validation "
-                        "pairs of our own (antmaze-medium, full data, cpu preset, 10 pairs as long as the tasks x 2 "
-                        "episodes: success 0.25 at 0, 0.70 at 100, 0.65 at 1000, 0.00 at 10000)")
+                   help="weight of the penalty on imagined skills that leave the data (through walls; graph cost "
+                        "only; 0: off; None: 10000 with the graph cost, 0 with the euclidean one), chosen on validation "
+                        "pairs of our own (antmaze-medium, full data, cpu preset, pairs as long as the tasks; 20 "
+                        "pairs x 2 episodes: success 0.825 at 1000, 0.85 at 10000, 0.85 at 100000; 10 pairs x 2: "
+                        "0.60 at 100)")
+    p.add_argument("--off-data-radius", type=float, default=None,
+                   help="free distance around each graph node before the off-data penalty starts (None: the 99th "
+                        "percentile of the data's own distances to their nearest node)")
     # evaluation
     p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (OGBench: 50)")
     p.add_argument("--validate", action="store_true",
@@ -110,7 +114,9 @@ def parse_args(argv=None):
     if args.eps_penalty < 0:
         p.error(f"--eps-penalty must be >= 0, got {args.eps_penalty}")
     if args.off_data_penalty is None:
-        args.off_data_penalty = 100.0 if args.cost == "graph" else 0.0
+        args.off_data_penalty = 10_000.0 if args.cost == "graph" else 0.0
+    if args.off_data_radius is not None and args.off_data_radius < 0:
+        p.error(f"--off-data-radius must be >= 0, got {args.off_data_radius}")
     if args.off_data_penalty < 0:
         p.error(f"--off-data-penalty must be >= 0, got {args.off_data_penalty}")
     if args.off_data_penalty and args.cost != "graph":
@@ -191,6 +197,7 @@ def main(argv=None) -> dict:
             "planner", env_name, model, cost, horizon=args.horizon, candidates=args.candidates,
             elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
             eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty,
+            off_data_radius=args.off_data_radius,
         )  # fmt: skip
 
         # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side

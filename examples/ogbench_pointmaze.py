@@ -83,6 +83,9 @@ def parse_args(argv=None):
                    help="weight of the penalty on imagined skill ends far from the data (inside walls; graph cost "
                         "only); 100 on the ant mazes, not yet chosen for the point mazes (default: %(default)s)")
     # evaluation
+    p.add_argument("--off-data-radius", type=float, default=None,
+                   help="free distance around each graph node before the off-data penalty starts (None: the 99th "
+                        "percentile of the data's own distances to their nearest node)")
     p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (default: %(default)s; OGBench 50)")
     p.add_argument("--validate", action="store_true",
                    help="evaluate on random validation start/goal cells of our own instead of the 5 tasks")
@@ -94,6 +97,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.elites > args.candidates:
         p.error(f"--elites ({args.elites}) must be <= --candidates ({args.candidates})")
+    if args.off_data_radius is not None and args.off_data_radius < 0:
+        p.error(f"--off-data-radius must be >= 0, got {args.off_data_radius}")
     if args.off_data_penalty < 0 or (args.off_data_penalty and args.cost != "graph"):
         p.error(f"--off-data-penalty must be >= 0 and needs --cost graph, got {args.off_data_penalty} with --cost {args.cost}")
     if args.replan_every is None:
@@ -177,6 +182,7 @@ def run(args, out: OutputDir) -> dict:
             "planner", env_name, model, cost, horizon=args.horizon, candidates=args.candidates,
             elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
             eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty,
+            off_data_radius=args.off_data_radius,
         )  # fmt: skip
 
         # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side

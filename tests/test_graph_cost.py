@@ -117,9 +117,34 @@ def test_off_data_penalty_by_hand():
     states = torch.tensor([[2.0, 0.0, 9.0], [0.0, 1.0, 9.0], [2.0, 1.0, 9.0], [-1.0, 0.0, 9.0]])  # x, y, other
     exact = torch.cdist(states[:, :2], cost.nodes).min(-1).values  # the nearest node, searched exhaustively
     assert torch.allclose(penalty.distance(states).squeeze(-1), exact, atol=cost.resolution)
-    assert torch.allclose(penalty(states), 3.0 * penalty.distance(states).pow(2))
-    assert penalty.distance(states)[0].item() < 0.1 and penalty.distance(states)[1].item() > 0.9  # corridor; wall
+    # the support radius: how far the data's own positions lie from their nearest node (99th percentile)
+    off_path = torch.cdist(path, cost.nodes).min(-1).values
+    assert cost.support_radius == pytest.approx(torch.quantile(off_path, 0.99).item(), abs=cost.resolution)
+    assert 0 < cost.support_radius < 0.5 * (10 / 60) * 1.5  # about half the node spacing (10 m of path, 60 nodes)
+    assert penalty.radius == cost.support_radius
+    beyond = (exact - cost.support_radius).clamp_min(0)
+    assert torch.allclose(penalty(states).squeeze(-1), 3.0 * beyond.pow(2), atol=0.1)
+    assert penalty(states)[0].item() == 0.0 and penalty(states)[1].item() > 2.0  # corridor: free; 1 m into the wall
+    no_radius = OffDataPenalty(cost, weight=3.0, radius=0.0)
+    assert torch.allclose(no_radius(states), 3.0 * no_radius.distance(states).pow(2))
     assert penalty(states.reshape(2, 2, 3)).shape == (2, 2, 1)
+
+
+def test_off_data_penalty_checks_the_skill_segment():
+    path = _u_corridor(200)
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=60)
+    start = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    end = torch.tensor([[0.0, 2.0], [3.0, 0.0], [4.0, 1.0]])  # through the wall; along the data; around the corner
+    penalty = OffDataPenalty(cost, weight=1.0, radius=0.0, segment_points=3)
+    # every end is on the data; the wall crossing's worst checked point is its middle, (0, 1), 1 m from the data
+    assert penalty(end).max().item() < 0.01
+    d = penalty.distance(start, end).squeeze(-1)
+    assert d[0].item() == pytest.approx(1.0, abs=0.05) and d[1].item() < 0.1
+    # the corner cut from (1, 0) to (4, 1): the point at 3/4, (3.25, 0.75), is 0.75 m from the data
+    assert d[2].item() == pytest.approx(0.75, abs=0.05)
+    ends_only = OffDataPenalty(cost, weight=1.0, radius=0.0, segment_points=0)
+    assert torch.allclose(ends_only(start, end), ends_only(end))
+    assert penalty(start.expand(4, 3, 2), end.expand(4, 3, 2)).shape == (4, 3, 1)
 
 
 class _Teleport(SkillTransition):
@@ -139,9 +164,13 @@ def test_off_data_penalty_stops_the_planner_cutting_through_walls():
     min_cost = cost(start, goal)
     plain = _Teleport(model, cost, eps_penalty=0.0).returns(start, ends, goal, min_cost).squeeze(-1)
     assert plain[0] > plain[1]  # the short cut through the wall looks best
-    careful = _Teleport(model, cost, eps_penalty=0.0, state_penalty=OffDataPenalty(cost, 100.0))
+    careful = _Teleport(model, cost, eps_penalty=0.0, skill_penalty=OffDataPenalty(cost, 1000.0))
     kept = careful.returns(start, ends, goal, min_cost).squeeze(-1)
-    assert kept[1] > kept[0] and kept[1] == pytest.approx(plain[1].item(), abs=1.0)  # the corridor barely pays
+    # a large weight forbids the wall and costs the corridor nothing: it is within the support radius
+    assert kept[1] > kept[0] and kept[1] == plain[1]
+    # without the radius, the same weight also charges the corridor for its distance to the nearest node
+    strict = _Teleport(model, cost, eps_penalty=0.0, skill_penalty=OffDataPenalty(cost, 1000.0, radius=0.0))
+    assert strict.returns(start, ends, goal, min_cost)[1] < plain[1]
     # forward's per-step rewards carry the same penalty and sum to returns
     two = torch.cat([ends, ends.flip(0)], 1)  # two skills each
     total, state, m = 0, start, min_cost
@@ -154,6 +183,12 @@ def test_off_data_penalty_stops_the_planner_cutting_through_walls():
 def test_bad_inputs():
     with pytest.raises(ValueError, match="weight must be >= 0"):
         OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), -1.0)
+    with pytest.raises(ValueError, match="segment_points must be an integer >= 0"):
+        OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), 1.0, segment_points=-1)
+    with pytest.raises(ValueError, match="radius must be >= 0"):
+        OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), 1.0, radius=-0.1)
+    with pytest.raises(ValueError, match="support_radius must be >= 0"):
+        GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4), support_radius=-1.0)
     with pytest.raises(TypeError, match="GraphDistanceCost"):
         OffDataPenalty(GoalDistanceCost(), 1.0)
     with pytest.raises(ValueError, match="num_nodes"):

@@ -121,11 +121,16 @@ class GraphDistanceCost(nn.Module):
             Defaults to the extent of the nodes divided by 512.
         margin (float, optional): how far beyond the nodes' bounding box the grid extends; positions
             further out are clamped onto its border. Defaults to 10% of the extent.
+        support_radius (float, optional): how far from its nearest node a position of the data
+            itself can lie (:meth:`from_trajectories` measures it: the 99th percentile over the
+            data). Positions farther out are off the data's support; see :class:`OffDataPenalty`.
+            Defaults to ``0.0``.
 
     Attributes:
         nodes, distances (torch.Tensor): as given (buffers: they move with ``.to(device)``).
         num_components (int): connected components of the graph (1 when the data connects
             everything; more means some goals are unreachable through the data).
+        support_radius (float): as given or measured.
 
     Examples:
         >>> # two corridors joined at x = 4: straight lines from (0, 0) to (0, 1) go through a wall
@@ -145,6 +150,7 @@ class GraphDistanceCost(nn.Module):
         xy_indices: Sequence[int] = (0, 1),
         resolution: float | None = None,
         margin: float | None = None,
+        support_radius: float = 0.0,
     ):
         super().__init__()
         nodes = torch.as_tensor(nodes, dtype=torch.float32)
@@ -159,6 +165,9 @@ class GraphDistanceCost(nn.Module):
             raise ValueError(
                 f"xy_indices {tuple(xy_indices)} must name one state entry per node coordinate ({nodes.shape[1]})."
             )
+        if not support_radius >= 0:
+            raise ValueError(f"support_radius must be >= 0, got {support_radius}.")
+        self.support_radius = float(support_radius)
         self.register_buffer("nodes", nodes)
         self.register_buffer("indices", torch.tensor(list(xy_indices), dtype=torch.long), persistent=False)
         finite = torch.isfinite(distances)
@@ -226,6 +235,12 @@ class GraphDistanceCost(nn.Module):
             pool = positions[torch.randperm(positions.shape[0], generator=generator)[:max_points].to(positions.device)]
         nodes = pool[_farthest_point_sampling(pool, num_nodes, generator)]
         node_of = _NearestNodeGrid(nodes, kwargs.get("resolution"), kwargs.get("margin"))(positions)
+        if "support_radius" not in kwargs:
+            # A high percentile, not the maximum: a few stray positions (an ant flipped over, a
+            # position jump between stitched segments) must not widen the support for everyone.
+            off = (positions - nodes[node_of]).norm(dim=-1)
+            sample = off[torch.randperm(off.shape[0], generator=generator)[:1_000_000].to(off.device)]
+            kwargs["support_radius"] = float(torch.quantile(sample, 0.99))
 
         n = num_nodes
         codes = []
@@ -288,57 +303,91 @@ class GraphDistanceCost(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"nodes={self.nodes.shape[0]}, dim={self.goal_dim}, components={self.num_components}, "
-            f"grid={tuple(self.grid_shape.tolist())} @ {self.resolution:.3g}"
+            f"grid={tuple(self.grid_shape.tolist())} @ {self.resolution:.3g}, support_radius={self.support_radius:.3g}"
         )
 
 
 class OffDataPenalty(nn.Module):
-    """``weight * d(s)^2``, with ``d(s)`` the distance from a state's position to the nearest node of a data graph.
+    """``weight * max(0, d - radius)^2``, with ``d`` how far an imagined skill strays from the nodes of a data graph.
 
     A world model trained on offline trajectories has seen no state inside a wall, yet it happily
     predicts skill ends there, and a planner then picks exactly those skills because they look
-    like short cuts. This penalty, subtracted from every imagined skill end's reward (the
-    ``state_penalty`` of :class:`~torchrl_skills.envs.SkillModelEnv`), keeps plans on the support
-    of the data: the graph's nodes are spread over every position the data visited, so ``d`` is
-    small along corridors (below the node spacing) and grows with the depth of a point inside a
-    wall. Like the noise penalty ``lambda * mean(eps^2)``, it is a pessimism term of the
-    offline-planning kind; it needs no training.
+    like short cuts. This penalty, subtracted from every imagined skill's reward (the
+    ``skill_penalty`` of :class:`~torchrl_skills.envs.SkillModelEnv`), keeps plans on the support
+    of the data: the graph's nodes are spread over every position the data visited, so the
+    distance ``d`` to the nearest node stays below the graph's ``support_radius`` along corridors
+    and grows with the depth of a point inside a wall. Like the noise penalty
+    ``lambda * mean(eps^2)``, it is a pessimism term of the offline-planning kind; it needs no
+    training.
+
+    The world model predicts only where a skill ends, and an end on the far side of a wall
+    corner is on the data's support even though no skill gets there in one go; so for a skill
+    from ``s`` to ``s'``, ``d`` is the largest distance over ``s'`` and ``segment_points`` evenly
+    spaced points of the straight segment between them (the ant's skills run nearly straight).
+    Positions within ``radius`` of a node are not penalised at all, so a large ``weight`` acts as a
+    support constraint: it forbids leaving the data without pulling every plan towards the nodes
+    themselves (with ``radius=0``, a weight large enough to stop short cuts through walls also
+    drowns the progress term in node-spacing noise).
 
     On the scale of :class:`GraphDistanceCost` (squared metres), ``weight`` trades a squared metre
-    of predicted progress against a squared metre of distance from the data.
+    of predicted progress against a squared metre beyond the data's support.
 
     Args:
         graph (GraphDistanceCost): the graph whose nodes stand for the data's positions (the
             planning cost itself, usually).
         weight (float): the penalty's weight, ``>= 0``.
+        radius (float, optional): the free distance around each node. Defaults to the graph's
+            ``support_radius`` (measured on the data by :meth:`GraphDistanceCost.from_trajectories`).
+        segment_points (int, optional): interior points of each skill's segment checked besides
+            its end. Defaults to ``3`` (chosen on AntMaze validation pairs; see the README).
+
+    ``forward(state, next_state)`` returns the ``[..., 1]`` penalty of skills from ``state`` to
+    ``next_state``; ``forward(state)`` that of single positions.
 
     Examples:
         >>> t = torch.linspace(0, 1, 200)
-        >>> corridor = torch.stack([4 * t, 0 * t], -1)  # the data went along y = 0 only
-        >>> graph = GraphDistanceCost.from_trajectories(corridor, torch.zeros(200, dtype=torch.long), num_nodes=20)
-        >>> penalty = OffDataPenalty(graph, weight=10.0)
-        >>> states = torch.tensor([[2.0, 0.0, 0.5], [2.0, 1.0, 0.5]])  # x, y, anything else
-        >>> penalty(states).squeeze(-1).round(decimals=1)  # on the corridor (up to the node spacing); 1 m off it
-        tensor([ 0., 10.])
+        >>> corner = torch.cat([torch.stack([4 * t, 0 * t], -1), torch.stack([4 + 0 * t, 4 * t], -1)])  # an L
+        >>> graph = GraphDistanceCost.from_trajectories(corner, torch.zeros(400, dtype=torch.long), num_nodes=40)
+        >>> penalty = OffDataPenalty(graph, weight=10.0, radius=0.5)
+        >>> states = torch.tensor([[2.0, 0.0, 0.5], [2.0, 0.4, 0.5], [2.0, 1.5, 0.5]])  # x, y, anything else
+        >>> penalty(states).squeeze(-1).round()  # on the data; within the radius; 1 m beyond it
+        tensor([ 0.,  0., 10.])
+        >>> start, end = torch.tensor([[0.0, 0.0, 0.5]]), torch.tensor([[4.0, 4.0, 0.5]])
+        >>> penalty(end).item(), penalty(start, end).item() > 10  # the end is on the data, the corner cut is not
+        (0.0, True)
     """
 
-    def __init__(self, graph: GraphDistanceCost, weight: float):
+    def __init__(self, graph: GraphDistanceCost, weight: float, radius: float | None = None, segment_points: int = 3):
         super().__init__()
         if not isinstance(graph, GraphDistanceCost):
             raise TypeError(f"OffDataPenalty measures distances to a GraphDistanceCost's nodes, got {type(graph).__name__}.")
         if not weight >= 0:
             raise ValueError(f"weight must be >= 0, got {weight}.")
+        if radius is None:
+            radius = graph.support_radius
+        if not radius >= 0:
+            raise ValueError(f"radius must be >= 0, got {radius}.")
+        if isinstance(segment_points, bool) or not isinstance(segment_points, int) or segment_points < 0:
+            raise ValueError(f"segment_points must be an integer >= 0, got {segment_points!r}.")
         self.graph = graph
         self.weight = float(weight)
+        self.radius = float(radius)
+        self.segment_points = segment_points
 
-    def distance(self, state: torch.Tensor) -> torch.Tensor:
-        """``[..., 1]``: distance from each state's position to its (grid-approximated) nearest node."""
-        positions = state.index_select(-1, self.graph.indices.to(state.device))
+    def distance(self, state: torch.Tensor, next_state: torch.Tensor | None = None) -> torch.Tensor:
+        """``[..., 1]``: distance from a state's position, or the farthest of a skill's checked points, to the nearest node."""
+        indices = self.graph.indices.to(state.device)
+        positions = state.index_select(-1, indices).unsqueeze(-2)  # [..., 1, P]
+        if next_state is not None:
+            start, end = positions, next_state.index_select(-1, indices).unsqueeze(-2)
+            fractions = torch.arange(1, self.segment_points + 2, device=state.device, dtype=state.dtype)
+            fractions = (fractions / (self.segment_points + 1)).unsqueeze(-1)  # [k + 1, 1]: interior points, the end
+            positions = start + fractions * (end - start)  # [..., k + 1, P]
         nearest = self.graph.nodes[self.graph.node_index(positions)]
-        return (positions - nearest).norm(dim=-1, keepdim=True)
+        return (positions - nearest).norm(dim=-1).amax(-1, keepdim=True)
 
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return self.weight * self.distance(state).pow(2)
+    def forward(self, state: torch.Tensor, next_state: torch.Tensor | None = None) -> torch.Tensor:
+        return self.weight * (self.distance(state, next_state) - self.radius).clamp_min(0.0).pow(2)
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight:g}"
+        return f"weight={self.weight:g}, radius={self.radius:.3g}, segment_points={self.segment_points}"

@@ -93,10 +93,10 @@ class SkillTransition(nn.Module):
         eps_penalty (float): the ``lambda`` of ``lambda * mean(eps^2)``.
         sample_world_model (bool): sample the end state from ``p(s_T | s, z)`` instead of taking
             its mean.
-        state_penalty (callable, optional): ``state_penalty(state) -> [..., 1]``, subtracted from
-            the reward of every imagined skill end, e.g.
-            :class:`~torchrl_skills.envs.OffDataPenalty` (imagined ends far from the data).
-            Defaults to ``None`` (no penalty).
+        skill_penalty (callable, optional): ``skill_penalty(state, next_state) -> [..., 1]``, the
+            penalty of an imagined skill from ``state`` to ``next_state``, subtracted from its
+            reward, e.g. :class:`~torchrl_skills.envs.OffDataPenalty` (skills that leave the
+            data: through walls). Defaults to ``None`` (no penalty).
 
     ``forward(state, eps, goal, min_cost)`` returns ``(next_state, next_min_cost, reward)``;
     :meth:`returns` rolls a whole sequence of noises out and returns the summed reward. With the
@@ -118,14 +118,14 @@ class SkillTransition(nn.Module):
         cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         eps_penalty: float,
         sample_world_model: bool = False,
-        state_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        skill_penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ):
         super().__init__()
         self.skill_model = skill_model
         self.cost = cost
         self.eps_penalty = float(eps_penalty)
         self.sample_world_model = sample_world_model
-        self.state_penalty = state_penalty
+        self.skill_penalty = skill_penalty
 
     def forward(
         self, state: torch.Tensor, eps: torch.Tensor, goal: torch.Tensor, min_cost: torch.Tensor
@@ -133,8 +133,8 @@ class SkillTransition(nn.Module):
         next_state = self.next_state(state, eps)
         next_min_cost = self._next_min_cost(next_state, goal, min_cost)
         reward = (min_cost - next_min_cost) - self.eps_penalty * eps.pow(2).mean(-1, keepdim=True)
-        if self.state_penalty is not None:
-            reward = reward - self.state_penalty(next_state).reshape(reward.shape)
+        if self.skill_penalty is not None:
+            reward = reward - self.skill_penalty(state, next_state).reshape(reward.shape)
         return next_state, next_min_cost, reward
 
     def next_state(self, state: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -160,8 +160,8 @@ class SkillTransition(nn.Module):
 
         The same value as summing :meth:`forward`'s rewards over the ``L`` steps, computed with
         the telescoped sum: ``min_cost - min_{i<=L} cost(s_i) - lambda * sum_i mean(eps_i^2)``
-        (minus ``sum_i state_penalty(s_i)`` when there is one). Per step this runs the prior, the
-        world model's mean, the cost and the state penalty, nothing else.
+        (minus ``sum_i skill_penalty(s_{i-1}, s_i)`` when there is one). Per step this runs the
+        prior, the world model's mean, the cost and the skill penalty, nothing else.
 
         Examples:
             >>> from torchrl_skills.modules import SkillModel
@@ -174,14 +174,15 @@ class SkillTransition(nn.Module):
             >>> torch.allclose(step.returns(s, eps, g, m), total, atol=1e-5)
             True
         """
-        start_cost, state_penalty = min_cost, 0.0
+        start_cost, skill_penalty = min_cost, 0.0
         for t in range(eps.shape[-2]):
-            state = self.next_state(state, eps[..., t, :])
-            min_cost = self._next_min_cost(state, goal, min_cost)
-            if self.state_penalty is not None:
-                state_penalty = state_penalty + self.state_penalty(state).reshape(min_cost.shape)
+            next_state = self.next_state(state, eps[..., t, :])
+            min_cost = self._next_min_cost(next_state, goal, min_cost)
+            if self.skill_penalty is not None:
+                skill_penalty = skill_penalty + self.skill_penalty(state, next_state).reshape(min_cost.shape)
+            state = next_state
         penalty = eps.pow(2).mean(-1).sum(-1, keepdim=True)
-        return (start_cost - min_cost) - self.eps_penalty * penalty - state_penalty
+        return (start_cost - min_cost) - self.eps_penalty * penalty - skill_penalty
 
 
 class SkillModelEnv(ModelBasedEnvBase):
@@ -196,7 +197,7 @@ class SkillModelEnv(ModelBasedEnvBase):
     tensordict holding the start ``observation`` and the ``goal`` and writes
     ``min_cost = cost(observation, goal)``; every step then writes the reward
     ``min_cost - min(min_cost, cost(s', goal)) - eps_penalty * mean(eps^2)`` (minus
-    ``state_penalty(s')`` when given) and the updated minimum. Summed over a horizon, the first term telescopes to
+    ``skill_penalty(s, s')`` when given) and the updated minimum. Summed over a horizon, the first term telescopes to
     ``cost(s_0, g) - min_i cost(s_i, g)`` (see the module docstring).
 
     The env has ``batch_size=()`` and is not batch-locked, as TorchRL's MPC planners require:
@@ -228,10 +229,10 @@ class SkillModelEnv(ModelBasedEnvBase):
             (the paper's value).
         sample_world_model (bool, optional): sample end states instead of taking the mean.
             Defaults to ``False``.
-        state_penalty (callable, optional): ``state_penalty(state) -> [..., 1]`` subtracted from
-            each step's reward, e.g. :class:`~torchrl_skills.envs.OffDataPenalty`, which keeps
-            plans away from imagined ends that the data never visited (inside walls). Defaults
-            to ``None``.
+        skill_penalty (callable, optional): ``skill_penalty(state, next_state) -> [..., 1]``,
+            subtracted from each step's reward, e.g. :class:`~torchrl_skills.envs.OffDataPenalty`,
+            which keeps plans away from skills the data never made (through walls). Defaults to
+            ``None``.
         eps_bound (float, optional): when given, the action spec is bounded to
             ``[-eps_bound, eps_bound]`` and planners project their candidates onto it (TorchRL's
             CEMPlanner does), which keeps skills within that many prior standard deviations.
@@ -263,7 +264,7 @@ class SkillModelEnv(ModelBasedEnvBase):
         goal_dim: int | None = None,
         eps_penalty: float = 10.0,
         sample_world_model: bool = False,
-        state_penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        skill_penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         eps_bound: float | None = None,
         observation_key: NestedKey = "observation",
         goal_key: NestedKey = "goal",
@@ -296,7 +297,7 @@ class SkillModelEnv(ModelBasedEnvBase):
             raise ValueError(f"eps_penalty must be >= 0, got {eps_penalty}.")
         if device is None:
             device = next(skill_model.parameters()).device
-        transition = SkillTransition(skill_model, cost, eps_penalty, sample_world_model, state_penalty)
+        transition = SkillTransition(skill_model, cost, eps_penalty, sample_world_model, skill_penalty)
         world_model = TensorDictModule(
             transition,
             in_keys=[observation_key, "action", goal_key, min_cost_key],

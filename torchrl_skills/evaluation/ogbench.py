@@ -398,6 +398,7 @@ def make_ogbench_policy(
     replan_every: int = 30,
     eps_penalty: float = 0.1,
     off_data_penalty: float = 0.0,
+    off_data_radius: float | None = None,
 ):
     """The policies the CLI and the examples evaluate.
 
@@ -417,6 +418,8 @@ def make_ogbench_policy(
         off_data_penalty (float): weight of :class:`~torchrl_skills.envs.OffDataPenalty` on each
             imagined skill end (needs a :class:`~torchrl_skills.envs.GraphDistanceCost` ``cost``);
             ``0`` turns it off. Defaults to ``0.0``.
+        off_data_radius (float, optional): the penalty's free distance around each graph node;
+            ``None``: the graph's ``support_radius``, measured on the data. Defaults to ``None``.
 
     Examples:
         >>> policy = make_ogbench_policy("oracle", "pointmaze-medium-navigate-v0")
@@ -444,7 +447,7 @@ def make_ogbench_policy(
         raise ValueError(f"The {kind!r} policy needs a skill model: pass --checkpoint.")
     if kind == "prior":
         return SkillMPCPolicy(model, None, replan_every=replan_every)
-    state_penalty = None
+    skill_penalty = None
     if off_data_penalty:
         from torchrl_skills.envs import GraphDistanceCost, OffDataPenalty
 
@@ -453,10 +456,10 @@ def make_ogbench_policy(
                 "off_data_penalty measures the distance to the dataset graph: use the graph cost (--cost graph), "
                 "or set the penalty to 0."
             )
-        state_penalty = OffDataPenalty(cost, off_data_penalty)
+        skill_penalty = OffDataPenalty(cost, off_data_penalty, radius=off_data_radius)
     planner = make_skill_planner(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
-        cost=cost, eps_penalty=eps_penalty, state_penalty=state_penalty,
+        cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty,
     )  # fmt: skip
     return SkillMPCPolicy(model, planner, replan_every=replan_every)
 
