@@ -160,7 +160,7 @@ class DirectionExpert(nn.Module):
 
     @property
     def action_dim(self) -> int:
-        return int(self.actor.spec.shape[-1])
+        return int(self.actor.spec["action"].shape[-1])  # a ProbabilisticActor keeps a Composite spec
 
     @property
     def observation_dim(self) -> int:
