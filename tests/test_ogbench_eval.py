@@ -214,3 +214,14 @@ def test_bad_inputs():
 
     with pytest.raises(ValueError, match="use the graph cost"):
         make_ogbench_policy("planner", NAME, SkillModel(4, 2, z_dim=4, hidden_dim=8), cost=None, off_data_penalty=1.0)
+
+
+def test_plot_shows_successes_and_failures_in_proportion():
+    from torchrl_skills.evaluation.ogbench import _paths_to_show
+
+    mostly_won = [True] * 43 + [False] * 7  # 0.86: two successes and a failure, not three failures
+    assert [mostly_won[i] for i in _paths_to_show(mostly_won, 3)] == [True, True, False]
+    mostly_lost = [False] * 47 + [True] * 3  # 0.06: still one success drawn
+    assert [mostly_lost[i] for i in _paths_to_show(mostly_lost, 3)] == [True, False, False]
+    assert _paths_to_show([True] * 5, 3) == [0, 1, 2] and _paths_to_show([False, False], 3) == [0, 1]
+    assert _paths_to_show([False, True], 1) == [1] and _paths_to_show([], 3) == []

@@ -253,8 +253,8 @@ class OGBenchResult:
                 ax.add_patch(Rectangle((x0, y0), w, h, color="0.3", zorder=0))
             idx = [i for i, ep in enumerate(self.episodes) if ep["task"] == task]
             rate = np.mean([self.episodes[i]["success"] for i in idx])
-            failures = [i for i in idx if not self.episodes[i]["success"]]
-            shown = (failures[:paths_per_task] + [i for i in idx if self.episodes[i]["success"]])[:paths_per_task]
+            shown = _paths_to_show([bool(self.episodes[i]["success"]) for i in idx], paths_per_task)
+            shown = [idx[j] for j in shown]
             for i in shown:
                 ok = self.episodes[i]["success"]
                 xy = self.paths[i]
@@ -287,6 +287,24 @@ class OGBenchResult:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return path
+
+
+def _paths_to_show(success: Sequence[bool], num: int) -> list[int]:
+    """Which of a task's episodes to draw: successes and failures in proportion to the task's
+    success rate, at least one of each kind that occurred (so a 0.86 task does not look like
+    failures only, nor a 0.06 task like successes only).
+
+    Examples:
+        >>> _paths_to_show([True] * 43 + [False] * 7, 3), _paths_to_show([False, True, False, False], 3)
+        ([0, 1, 43], [1, 0, 2])
+    """
+    wins = [i for i, ok in enumerate(success) if ok]
+    losses = [i for i, ok in enumerate(success) if not ok]
+    num = min(num, len(success))
+    if not wins or not losses:
+        return (wins or losses)[:num]
+    num_wins = min(max(round(num * len(wins) / len(success)), 1), num - 1) if num > 1 else 1
+    return wins[:num_wins] + losses[: num - num_wins]
 
 
 # ------------------------------------------------------------------------------------- policies
