@@ -225,3 +225,20 @@ def test_plot_shows_successes_and_failures_in_proportion():
     assert [mostly_lost[i] for i in _paths_to_show(mostly_lost, 3)] == [True, False, False]
     assert _paths_to_show([True] * 5, 3) == [0, 1, 2] and _paths_to_show([False, False], 3) == [0, 1]
     assert _paths_to_show([False, True], 1) == [1] and _paths_to_show([], 3) == []
+
+
+def test_make_ogbench_policy_wires_the_off_data_penalty():
+    from torchrl_skills.envs import GraphDistanceCost, OffDataPenalty
+    from torchrl_skills.modules import SkillModel
+
+    t = torch.linspace(0, 1, 100)
+    graph = GraphDistanceCost.from_trajectories(torch.stack([4 * t, 0 * t], -1), torch.zeros(100), num_nodes=20)
+    model = SkillModel(4, 2, z_dim=4, hidden_dim=8)
+    policy = make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2, off_data_penalty=50.0)
+    penalty = policy.planner.env.transition.skill_penalty
+    assert isinstance(penalty, OffDataPenalty) and penalty.weight == 50.0 and penalty.graph is graph
+    assert penalty.radius == graph.support_radius > 0 and penalty.segment_points == 3
+    fixed = make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2, off_data_penalty=50.0,
+                                off_data_radius=0.0)  # fmt: skip
+    assert fixed.planner.env.transition.skill_penalty.radius == 0.0
+    assert make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2).planner.env.transition.skill_penalty is None
