@@ -220,6 +220,9 @@ def em_step_seconds(device, z: int, hidden: int, gru_layers: int, gru_hidden: in
 
 
 def main():
+    from torchrl_skills.utils import quiet_torchrl_logging
+
+    quiet_torchrl_logging()  # torchrl's collectors log INFO lines with colour codes into the printed table
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="device of the SAC and EM parts (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")

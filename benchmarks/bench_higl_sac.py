@@ -375,6 +375,9 @@ def bench_agents(args, setup):
 
 
 def main(argv=None):
+    from torchrl_skills.utils import quiet_torchrl_logging
+
+    quiet_torchrl_logging()  # torchrl's collectors log INFO lines with colour codes into the printed table
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"SAC update: seq_len={args.seq_len} batch={args.batch_size} latent={args.latent_dim} d_model={args.d_model} "
