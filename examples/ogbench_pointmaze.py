@@ -80,12 +80,12 @@ def parse_args(argv=None):
                    help="lambda of lambda * mean(eps^2); chosen among 10 (the paper's, for 4 m cells), 1 and 0.1 on "
                         "validation goals (README) (default: %(default)s)")
     p.add_argument("--off-data-penalty", type=float, default=0.0,
-                   help="weight of the penalty on imagined skill ends far from the data (inside walls; graph cost "
-                        "only); 100 on the ant mazes, not yet chosen for the point mazes (default: %(default)s)")
-    # evaluation
+                   help="weight of the penalty on imagined skills that leave the data (through walls; graph cost "
+                        "only); 10000 on the ant mazes, not yet chosen for the point mazes (default: %(default)s)")
     p.add_argument("--off-data-radius", type=float, default=None,
                    help="free distance around each graph node before the off-data penalty starts (None: the 99th "
                         "percentile of the data's own distances to their nearest node)")
+    # evaluation
     p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (default: %(default)s; OGBench 50)")
     p.add_argument("--validate", action="store_true",
                    help="evaluate on random validation start/goal cells of our own instead of the 5 tasks")

@@ -303,7 +303,7 @@ def _paths_to_show(success: Sequence[bool], num: int) -> list[int]:
     num = min(num, len(success))
     if not wins or not losses:
         return (wins or losses)[:num]
-    num_wins = min(max(round(num * len(wins) / len(success)), 1), num - 1) if num > 1 else 1
+    num_wins = min(max(round(num * len(wins) / len(success)), 1), max(num - 1, 1))
     return wins[:num_wins] + losses[: num - num_wins]
 
 
@@ -434,7 +434,7 @@ def make_ogbench_policy(
         eps_penalty (float): weight of the penalty on the planned noise; 0.1 was chosen on validation
             goals of the OGBench point mazes (see the README). Defaults to ``0.1``.
         off_data_penalty (float): weight of :class:`~torchrl_skills.envs.OffDataPenalty` on each
-            imagined skill end (needs a :class:`~torchrl_skills.envs.GraphDistanceCost` ``cost``);
+            imagined skill (needs a :class:`~torchrl_skills.envs.GraphDistanceCost` ``cost``);
             ``0`` turns it off. Defaults to ``0.0``.
         off_data_radius (float, optional): the penalty's free distance around each graph node;
             ``None``: the graph's ``support_radius``, measured on the data. Defaults to ``None``.
