@@ -85,6 +85,9 @@ def parse_args(argv=None):
     p.add_argument("--off-data-radius", type=float, default=None,
                    help="free distance around each graph node before the off-data penalty starts (None: the 99th "
                         "percentile of the data's own distances to their nearest node)")
+    p.add_argument("--stall-distance", type=float, default=0.0,
+                   help="stall recovery: an episode whose last skill moved less than this runs its next skill from the "
+                        "prior (0: off); 0.3 on the ant mazes, not chosen for the point mazes (default: %(default)s)")
     # evaluation
     p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (default: %(default)s; OGBench 50)")
     p.add_argument("--validate", action="store_true",
@@ -97,6 +100,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.elites > args.candidates:
         p.error(f"--elites ({args.elites}) must be <= --candidates ({args.candidates})")
+    if args.stall_distance < 0:
+        p.error(f"--stall-distance must be >= 0 (0: off), got {args.stall_distance}")
     if args.off_data_radius is not None and args.off_data_radius < 0:
         p.error(f"--off-data-radius must be >= 0, got {args.off_data_radius}")
     if args.off_data_penalty < 0 or (args.off_data_penalty and args.cost != "graph"):
@@ -182,7 +187,7 @@ def run(args, out: OutputDir) -> dict:
             "planner", env_name, model, cost, horizon=args.horizon, candidates=args.candidates,
             elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
             eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty,
-            off_data_radius=args.off_data_radius,
+            off_data_radius=args.off_data_radius, stall_distance=args.stall_distance,
         )  # fmt: skip
 
         # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side

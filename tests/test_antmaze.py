@@ -93,6 +93,22 @@ def test_ant_episodes_are_valid_minari_episodes(ant_dataset):
     assert info["expert_env_steps"] == info["expert_metrics"]["env_steps"]
 
 
+def test_reusing_ant_data_walked_by_another_expert_warns(ant_dataset, tmp_path):
+    import warnings
+
+    from torchrl_skills.data.ogbench import ensure_ogbench_dataset
+
+    kwargs = dict(num_episodes=2, episode_length=120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same (shipped) expert: reused silently
+        assert ensure_ogbench_dataset("antmaze-medium-navigate-v0", **kwargs) == ant_dataset
+    other = save_direction_expert(
+        tmp_path / "interim.pt", make_direction_actor(29, 8, hidden_sizes=(8, 8)), {"env": "online-ant-v0"}, {"env_steps": 7}
+    )
+    with pytest.warns(UserWarning, match="expert_env_steps"):
+        assert ensure_ogbench_dataset("antmaze-medium-navigate-v0", expert=str(other), **kwargs) == ant_dataset
+
+
 def test_ant_dataset_round_trip_through_skill_dataset(ant_dataset):
     from torchrl_skills.data import SkillDataset
 
@@ -148,3 +164,13 @@ def test_planner_returns_skills_for_a_batch_of_ant_states():
     # the planned skill end points are x-y of the ant's state, one per episode
     td = env.step(td)
     assert td["next", "skill_end"].shape[0] == 3
+
+
+def test_oracle_walks_the_ant_along_the_route_to_the_goal():
+    from torchrl_skills.evaluation.ogbench import OGBenchOraclePolicy, evaluate_ogbench
+
+    policy = OGBenchOraclePolicy("antmaze-medium-navigate-v0")
+    assert policy.in_keys == ["achieved_goal", "desired_goal", "observation"]
+    # task 3 is the shortest (6 cells); the shipped expert walks it in ~220 of the 1000 steps
+    result = evaluate_ogbench(policy, "antmaze-medium-navigate-v0", episodes_per_task=1, tasks=[3], progress=False)
+    assert result.success_rate == 1.0 and result.episodes[0]["steps"] < 500, result.episodes

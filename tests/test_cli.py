@@ -383,6 +383,8 @@ ERRORS = {
     "carracing resume nothing": ("higl_carracing", ["--resume"], "to resume from: run without --resume"),
     "eval without checkpoint": ("torchrl_skills.evaluation.ogbench", [], "--policy planner needs --checkpoint"),
     "eval truncated checkpoint": ("torchrl_skills.evaluation.ogbench", ["--checkpoint", "<cut:x.pt>"], "truncated"),
+    "eval negative stall distance": ("torchrl_skills.evaluation.ogbench", ["--stall-distance", "-1"], "--stall-distance must be >= 0"),
+    "ogbench example negative stall distance": ("ogbench_pointmaze", ["--stall-distance", "-0.5"], "--stall-distance must be >= 0"),
     "ogbench data unknown": ("torchrl_skills.data.ogbench", ["--dataset", "nope"], "Unknown OGBench navigate dataset"),
     "pointmaze data bad size": ("torchrl_skills.data.pointmaze", ["--num-steps", "-3"], "expected an integer >= 1"),
 }

@@ -242,3 +242,13 @@ def test_make_ogbench_policy_wires_the_off_data_penalty():
                                 off_data_radius=0.0)  # fmt: skip
     assert fixed.planner.env.transition.skill_penalty.radius == 0.0
     assert make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2).planner.env.transition.skill_penalty is None
+
+
+def test_make_ogbench_policy_wires_stall_recovery():
+    from torchrl_skills.modules import SkillModel
+
+    model = SkillModel(4, 2, z_dim=4, hidden_dim=8)
+    assert make_ogbench_policy("planner", NAME, model, candidates=8, elites=2, stall_distance=0.3).stall_distance == 0.3
+    for off in (None, 0.0):  # the examples' 0 means off
+        policy = make_ogbench_policy("planner", NAME, model, candidates=8, elites=2, stall_distance=off)
+        assert policy.stall_distance is None and "skill_count" not in policy.make_tensordict_primer().primers.keys()

@@ -194,3 +194,59 @@ def test_mean_only_paths_equal_the_gaussian_means():
     s, z = torch.randn(7, 4), torch.randn(7, 8)
     torch.testing.assert_close(model.skill_world_model.mean(s, z), model.skill_world_model(s, z)[0])
     torch.testing.assert_close(model.skill_policy.mean(s, z), model.skill_policy(s, z)[0])
+
+
+def test_stall_recovery_draws_the_next_skill_of_a_stuck_episode_from_the_prior():
+    model = small_model()
+    planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2)
+    policy = SkillMPCPolicy(model, planner, replan_every=5, stall_distance=0.5)
+    assert sorted(policy.make_tensordict_primer().primers.keys()) == [
+        "skill", "skill_count", "skill_end", "skill_start", "skill_step"
+    ]  # fmt: skip
+    state = torch.tensor([[0.0, 0.0, 0.1, 0.2], [1.0, 0.0, 0.3, 0.4], [0.1, 0.0, 0.5, 0.6], [0.0, 0.0, 0.7, 0.8]])
+    td = TensorDict(
+        {
+            "observation": state,
+            "desired_goal": torch.ones(4, 2),
+            "skill": torch.zeros(4, 8),
+            # episode 0 starts (count 0), 1 moved 1.0, 2 moved 0.1 (stuck), 3 is mid-skill
+            "skill_step": torch.tensor([[0], [0], [0], [2]]),
+            "skill_end": torch.zeros(4, 4),
+            "skill_start": torch.zeros(4, 2),
+            "skill_count": torch.tensor([[0], [3], [3], [3]]),
+        },
+        [4],
+    )
+    torch.manual_seed(0)
+    out = policy(td.clone())
+    assert policy.stall_recoveries == 1 and policy.planning_sizes == [2]  # the planner ran for episodes 0 and 1
+    torch.manual_seed(0)
+    eps = torch.randn(3, 8)  # the prior draw comes first, one row per replanning episode
+    torch.testing.assert_close(out["next", "skill"][2], model.skill_from_noise(state[2:3], eps[2:3])[0])
+    expected_end, _ = model.skill_world_model(state[2:3], out["next", "skill"][2:3])
+    torch.testing.assert_close(out["next", "skill_end"][2:3], expected_end)
+    assert torch.equal(out["next", "skill"][3], td["skill"][3])
+    # the carried start position and skill count move on only where a skill started
+    torch.testing.assert_close(out["next", "skill_start"], torch.cat([state[:3, :2], torch.zeros(1, 2)]))
+    assert out["next", "skill_count"].squeeze(-1).tolist() == [1, 4, 4, 3]
+    # without stall recovery the same input plans all three
+    plain = SkillMPCPolicy(model, planner, replan_every=5)
+    plain(td.exclude("skill_start", "skill_count"))
+    assert plain.planning_sizes == [3] and "skill_start" not in plain.make_tensordict_primer().primers.keys()
+
+
+def test_stall_recovery_in_a_rollout_never_replaces_the_first_plan_of_an_episode():
+    model = small_model()
+    base = GymEnv("PointMaze_UMaze-v3", continuing_task=False, max_episode_steps=25)
+    planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2)
+    # every skill moves less than 1e6: each replan but the first of an episode is a recovery
+    policy = SkillMPCPolicy(model, planner, replan_every=10, action_spec=base.action_spec, stall_distance=1e6)
+    env = TransformedEnv(base, policy.make_tensordict_primer())
+    env.set_seed(0)
+    rollout = env.rollout(40, policy, break_when_any_done=False)  # replans at 0, 10, 20 | reset at 25, 35
+    assert len(policy.planning_times) == 2 and policy.stall_recoveries == 3
+    assert rollout["next", "skill_count"].squeeze(-1)[[0, 10, 20, 24, 25, 35]].tolist() == [1, 2, 3, 3, 1, 2]
+    with pytest.raises(ValueError, match="stall_distance must be > 0"):
+        SkillMPCPolicy(model, planner, stall_distance=0.0)
+    with pytest.raises(ValueError, match="position_indices"):
+        SkillMPCPolicy(model, planner, stall_distance=0.3, position_indices=(0, 4))

@@ -437,6 +437,14 @@ def ensure_ogbench_dataset(dataset: str = "pointmaze-medium-navigate-v0", full: 
     requested = {k: kwargs[k] for k in ("episode_length", "noise", "seed") if kwargs.get(k) is not None}
     if kwargs.get("val") and "seed" in requested:
         requested["seed"] += 1  # the validation split is stored with its own seed
+    if read_generator_metadata(dataset_id) is not None and not callable(kwargs.get("expert")):
+        # Ant data depends on the expert that walked it: a dataset made by another (e.g. an
+        # interim export) is still reused, but with a warning that names the difference.
+        agent, _ = parse_ogbench_name(dataset)
+        if agent != "point":
+            expert = _resolve_expert(agent, dataset, kwargs.get("expert"))
+            if hasattr(expert, "metrics"):
+                requested["expert_env_steps"] = expert.metrics.get("env_steps", expert.settings.get("steps"))
     if reuse_dataset(dataset_id, requested, overwrite=kwargs.get("overwrite", False)):
         return dataset_id
     return generate_ogbench_dataset(dataset, full=full, **{**kwargs, "dataset_id": dataset_id})

@@ -309,16 +309,22 @@ def _paths_to_show(success: Sequence[bool], num: int) -> list[int]:
 
 # ------------------------------------------------------------------------------------- policies
 class OGBenchOraclePolicy(TensorDictModuleBase):
-    """Scripted expert for the point mazes: a unit step towards the next cell of the BFS path to
-    the goal (OGBench's ``get_oracle_subgoal``), then towards the goal itself once in its cell,
-    optionally with Gaussian noise. An upper-bound baseline and a test oracle (the ant would need
-    a trained low-level policy to follow directions).
+    """Scripted expert: heads for the next cell of the BFS path to the goal (OGBench's
+    ``get_oracle_subgoal``), then for the goal itself once in its cell, optionally with Gaussian
+    action noise. The point takes the unit direction as its action; the ant is walked along it by
+    a direction-following expert (by default the one shipped with the package, which walked the
+    regenerated ant datasets). An upper bound with privileged knowledge of the route, and a test
+    oracle.
 
-    Reads ``"achieved_goal"`` and ``"desired_goal"`` (x-y), writes ``"action"`` in ``[-1, 1]``.
+    Reads ``"achieved_goal"`` and ``"desired_goal"`` (x-y), and for the ant ``"observation"``;
+    writes ``"action"`` in ``[-1, 1]``.
 
     Args:
         env_name (str): the OGBench maze, e.g. ``"pointmaze-medium-navigate-v0"``.
-        noise (float, optional): std of the Gaussian action noise. Defaults to ``0.0``.
+        noise (float, optional): std of the Gaussian action noise (the navigate datasets: 0.2).
+            Defaults to ``0.0``.
+        expert (optional): ant mazes: a ``DirectionExpert`` or the path of an expert file.
+            Defaults to the shipped ant expert.
 
     Examples:
         >>> from torchrl_skills.envs import OGBenchMazeEnv
@@ -328,7 +334,7 @@ class OGBenchOraclePolicy(TensorDictModuleBase):
         tensor([1.0000, 1.0000])
     """
 
-    def __init__(self, env_name: str, noise: float = 0.0):
+    def __init__(self, env_name: str, noise: float = 0.0, expert=None):
         super().__init__()
         from torchrl_skills.data.maze_grid import MazeGrid
         from torchrl_skills.envs.ogbench_maze import make_ogbench_env
@@ -337,13 +343,14 @@ class OGBenchOraclePolicy(TensorDictModuleBase):
         self.grid = MazeGrid.from_ogbench(env)
         action_shape = env.action_space.shape
         env.close()
-        if action_shape != (2,):
-            raise ValueError(
-                f"OGBenchOraclePolicy moves a point (2-d actions), but {env_name} takes {action_shape} actions: "
-                "use it on the pointmaze-* datasets."
-            )
         self.noise = float(noise)
+        self.expert = None
         self.in_keys = ["achieved_goal", "desired_goal"]
+        if action_shape != (2,):
+            from torchrl_skills.modules.direction_expert import DirectionExpert, load_direction_expert
+
+            self.expert = expert if isinstance(expert, DirectionExpert) else load_direction_expert(expert)
+            self.in_keys.append("observation")
         self.out_keys = ["action"]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -354,7 +361,10 @@ class OGBenchOraclePolicy(TensorDictModuleBase):
         # (the data's action noise moves the agent on; a noise-free oracle would wait there).
         direction = self.grid.next_waypoints(xy, goal) - xy
         direction /= np.linalg.norm(direction, axis=-1, keepdims=True) + 1e-6
-        action = torch.as_tensor(direction, dtype=torch.float32).reshape(*tensordict.batch_size, 2)
+        if self.expert is not None:  # the ant's own observation (x-y first, as the expert was trained) is dropped
+            obs = tensordict.get("observation").cpu().numpy()
+            direction = self.expert(obs.reshape(len(xy), -1)[:, 2:], direction)
+        action = torch.as_tensor(direction, dtype=torch.float32).reshape(*tensordict.batch_size, -1)
         if self.noise:
             action = action + self.noise * torch.randn_like(action)
         tensordict.set("action", action.clamp(-1, 1).to(tensordict.device))
@@ -417,13 +427,16 @@ def make_ogbench_policy(
     eps_penalty: float = 0.1,
     off_data_penalty: float = 0.0,
     off_data_radius: float | None = None,
+    stall_distance: float | None = None,
+    oracle_noise: float = 0.0,
 ):
     """The policies the CLI and the examples evaluate.
 
     Args:
         kind (str): ``"planner"`` (CEM over skills on the skill model, executed by its low-level
             policy), ``"prior"`` (skills drawn from the prior, no planning), ``"oracle"``
-            (:class:`OGBenchOraclePolicy`, point mazes) or ``"random"`` (uniform actions).
+            (:class:`OGBenchOraclePolicy`: the BFS route, walked by the ant expert on the ant
+            mazes) or ``"random"`` (uniform actions).
         env_name (str): the OGBench dataset / env name.
         model (SkillModel, optional): needed by ``"planner"`` and ``"prior"``.
         cost (optional): the planning cost (e.g. :class:`~torchrl_skills.envs.GraphDistanceCost`);
@@ -438,6 +451,11 @@ def make_ogbench_policy(
             ``0`` turns it off. Defaults to ``0.0``.
         off_data_radius (float, optional): the penalty's free distance around each graph node;
             ``None``: the graph's ``support_radius``, measured on the data. Defaults to ``None``.
+        stall_distance (float, optional): ``"planner"`` only: an episode whose last skill moved it
+            less than this (x-y, metres) runs its next skill from the prior (stall recovery of
+            :class:`~torchrl_skills.modules.SkillMPCPolicy`). ``None`` or ``0``: off. Defaults to ``None``.
+        oracle_noise (float): ``"oracle"`` only: std of its Gaussian action noise (the navigate
+            datasets': 0.2). Defaults to ``0.0``.
 
     Examples:
         >>> policy = make_ogbench_policy("oracle", "pointmaze-medium-navigate-v0")
@@ -451,7 +469,7 @@ def make_ogbench_policy(
     if kind not in ("planner", "prior", "oracle", "random"):
         raise ValueError(f"Unknown policy {kind!r}: choose planner, prior, oracle or random.")
     if kind == "oracle":
-        return OGBenchOraclePolicy(env_name)
+        return OGBenchOraclePolicy(env_name, noise=oracle_noise)
     if kind == "random":
         from torchrl.data import Bounded
 
@@ -479,7 +497,7 @@ def make_ogbench_policy(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
         cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty,
     )  # fmt: skip
-    return SkillMPCPolicy(model, planner, replan_every=replan_every)
+    return SkillMPCPolicy(model, planner, replan_every=replan_every, stall_distance=stall_distance or None)
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -639,6 +657,16 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--iterations", type=positive_int, default=10, help="CEM iterations (default: %(default)s)")
     p.add_argument("--replan-every", type=positive_int, default=30, help="env steps per skill (default: %(default)s)")
     p.add_argument("--eps-penalty", type=float, default=0.1, help="lambda of the noise penalty, chosen on validation goals (default: %(default)s)")
+    p.add_argument("--off-data-penalty", type=float, default=0.0,
+                   help="weight of OffDataPenalty on imagined skills (--cost graph only; 10000 on the ant mazes) "
+                        "(default: %(default)s)")
+    p.add_argument("--off-data-radius", type=float, default=None,
+                   help="free distance around each graph node (None: the graph's support_radius)")
+    p.add_argument("--oracle-noise", type=float, default=0.0,
+                   help="--policy oracle: std of its action noise (the navigate datasets: 0.2) (default: %(default)s)")
+    p.add_argument("--stall-distance", type=float, default=0.0,
+                   help="stall recovery: the next skill of an episode that moved less than this is drawn from the "
+                        "prior (0: off; 0.3 on the ant mazes) (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="episode seeds (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--out-dir", default="outputs/ogbench_eval", help="results.json and results.png (default: %(default)s)")
@@ -646,6 +674,9 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="only merge results.json files of several training seeds (run side by side) into one report")
     args = p.parse_args(argv)
+    for name in ("off_data_penalty", "stall_distance", "oracle_noise"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0 (0: off), got {getattr(args, name)}")
     outputs = ["results.json", "results.png"]  # what a run writes into --out-dir, and replaces
     if args.merge:
         try:
@@ -673,7 +704,8 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
         cost = GraphDistanceCost.from_dataset(args.graph_dataset).to(args.device)
     policy = make_ogbench_policy(
         args.policy, args.dataset, model, cost, args.horizon, args.candidates, args.elites, args.iterations,
-        args.replan_every, args.eps_penalty,
+        args.replan_every, args.eps_penalty, args.off_data_penalty, args.off_data_radius, args.stall_distance,
+        args.oracle_noise,
     )  # fmt: skip
     result = evaluate_ogbench(
         policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,

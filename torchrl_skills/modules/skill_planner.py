@@ -219,6 +219,16 @@ class SkillMPCPolicy(TensorDictModuleBase):
     With ``planner=None``, skills are drawn from the prior (``eps ~ N(0, 1)``) instead of planned:
     the "no planning" baseline.
 
+    **Stall recovery** (``stall_distance``): the world model can be wrong about a state it never
+    saw, e.g. an ant wedged against a wall corner, where the deterministic low-level policy then
+    holds a static pose: every replan from that state picks the same skill again and the agent
+    never moves. With ``stall_distance`` set, an episode whose last skill moved its position
+    (``position_indices``) less than ``stall_distance`` runs its next skill drawn from the prior
+    ``p(z | s)`` instead of the planned one, which moves it somewhere the data went from there;
+    the planner takes over again at the next replan. Two more entries are then carried: the
+    position where the current skill started and the number of skills started in the episode (the
+    first skill of an episode is always planned).
+
     Keys (configurable):
 
     ===========================  ========  ==================================================
@@ -229,6 +239,8 @@ class SkillMPCPolicy(TensorDictModuleBase):
     ``"skill"``                  in/next   the skill being executed ``[*, z_dim]``
     ``"skill_step"``             in/next   env steps already run with it, int64 ``[*, 1]``
     ``"skill_end"``              in/next   world-model mean of its end state ``[*, state_dim]``
+    ``"skill_start"``            in/next   with ``stall_distance``: position where it started
+    ``"skill_count"``            in/next   with ``stall_distance``: skills started, int64 ``[*, 1]``
     ``"action"``                 out       the low-level action
     ===========================  ========  ==================================================
 
@@ -247,12 +259,21 @@ class SkillMPCPolicy(TensorDictModuleBase):
         action_spec (TensorSpec, optional): the env's action spec; actions are projected onto
             it (clipped to the bounds) and cast to its dtype.
         skill_key, skill_step_key, skill_end_key (NestedKey, optional): keys of the carried state.
+        stall_distance (float, optional): distance the position must move during one skill period
+            (``replan_every`` steps) not to count as stuck; a stuck episode's next skill is drawn
+            from the prior (see above). ``None`` turns stall recovery off. Defaults to ``None``.
+        position_indices (sequence of int, optional): the state entries of the position that
+            ``stall_distance`` measures. Defaults to ``(0, 1)``.
+        skill_start_key, skill_count_key (NestedKey, optional): keys of the carried state of stall
+            recovery.
 
     Attributes:
         planning_times (list of float): seconds spent in each planning call, appended by every
             call that (re)plans; clear it with ``policy.planning_times.clear()``.
         planning_sizes (list of int): the number of episodes each of those calls planned for
             (one call plans every episode of a batch that replans at that step).
+        stall_recoveries (int): skills drawn from the prior because the episode was stuck; reset
+            it with ``policy.stall_recoveries = 0``.
 
     Examples:
         >>> import gymnasium as gym, gymnasium_robotics
@@ -281,10 +302,23 @@ class SkillMPCPolicy(TensorDictModuleBase):
         skill_key: NestedKey = "skill",
         skill_step_key: NestedKey = "skill_step",
         skill_end_key: NestedKey = "skill_end",
+        stall_distance: float | None = None,
+        position_indices: Sequence[int] = (0, 1),
+        skill_start_key: NestedKey = "skill_start",
+        skill_count_key: NestedKey = "skill_count",
     ):
         super().__init__()
         if replan_every < 1:
             raise ValueError(f"replan_every must be >= 1 env step, got {replan_every}.")
+        if stall_distance is not None and not stall_distance > 0:
+            raise ValueError(
+                f"stall_distance must be > 0 (distance moved per skill), or None to turn it off, got {stall_distance}."
+            )
+        position_indices = [int(i) for i in position_indices]
+        if not position_indices or not all(0 <= i < skill_model.state_dim for i in position_indices):
+            raise ValueError(
+                f"position_indices {position_indices} must index the model's {skill_model.state_dim}-d state."
+            )
         if planner is not None:
             env = getattr(planner, "env", None)
             if not isinstance(env, SkillModelEnv):
@@ -307,10 +341,17 @@ class SkillMPCPolicy(TensorDictModuleBase):
         self.goal_key, self.action_key = goal_key, action_key
         self.action_spec = action_spec
         self.skill_key, self.skill_step_key, self.skill_end_key = skill_key, skill_step_key, skill_end_key
-        self.in_keys = [*self.observation_keys, goal_key, skill_key, skill_step_key, skill_end_key]
-        self.out_keys = [action_key, ("next", skill_key), ("next", skill_step_key), ("next", skill_end_key)]
+        self.stall_distance = None if stall_distance is None else float(stall_distance)
+        self.register_buffer("position_indices", torch.tensor(position_indices, dtype=torch.long), persistent=False)
+        self.skill_start_key, self.skill_count_key = skill_start_key, skill_count_key
+        carried = [skill_key, skill_step_key, skill_end_key]
+        if self.stall_distance is not None:
+            carried += [skill_start_key, skill_count_key]
+        self.in_keys = [*self.observation_keys, goal_key, *carried]
+        self.out_keys = [action_key, *(("next", key) for key in carried)]
         self.planning_times: list[float] = []
         self.planning_sizes: list[int] = []
+        self.stall_recoveries = 0
 
     def make_tensordict_primer(self) -> TensorDictPrimer:
         """A :class:`~torchrl.envs.TensorDictPrimer` registering (and zeroing at reset) the carried state.
@@ -320,16 +361,20 @@ class SkillMPCPolicy(TensorDictModuleBase):
             >>> policy = SkillMPCPolicy(SkillModel(4, 2, z_dim=8, hidden_dim=32))
             >>> sorted(policy.make_tensordict_primer().primers.keys())
             ['skill', 'skill_end', 'skill_step']
+            >>> policy = SkillMPCPolicy(SkillModel(4, 2, z_dim=8, hidden_dim=32), stall_distance=0.3)
+            >>> sorted(policy.make_tensordict_primer().primers.keys())  # and what stall recovery carries
+            ['skill', 'skill_count', 'skill_end', 'skill_start', 'skill_step']
         """
         model = self.skill_model
-        return TensorDictPrimer(
-            {
-                self.skill_key: Unbounded((model.z_dim,)),
-                self.skill_step_key: Unbounded((1,), dtype=torch.int64),
-                self.skill_end_key: Unbounded((model.state_dim,)),
-            },
-            expand_specs=True,
-        )
+        specs = {
+            self.skill_key: Unbounded((model.z_dim,)),
+            self.skill_step_key: Unbounded((1,), dtype=torch.int64),
+            self.skill_end_key: Unbounded((model.state_dim,)),
+        }
+        if self.stall_distance is not None:
+            specs[self.skill_start_key] = Unbounded((len(self.position_indices),))
+            specs[self.skill_count_key] = Unbounded((1,), dtype=torch.int64)
+        return TensorDictPrimer(specs, expand_specs=True)
 
     def _model_dtype(self) -> torch.dtype:
         return next(self.skill_model.parameters()).dtype
@@ -356,12 +401,24 @@ class SkillMPCPolicy(TensorDictModuleBase):
         return state.to(self._model_dtype())
 
     @torch.no_grad()
-    def plan(self, state: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def plan(
+        self, state: torch.Tensor, goal: torch.Tensor, from_prior: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Plans from a batch of states ``[N, state_dim]`` and goals ``[N, goal_dim]``.
 
         Returns the skills ``[N, z_dim]`` (the first planned noise mapped through the prior) and
-        the world model's mean prediction of their end states ``[N, state_dim]``.
+        the world model's mean prediction of their end states ``[N, state_dim]``. Rows where the
+        boolean mask ``from_prior`` ``[N]`` is set get a skill drawn from the prior instead (and
+        are left out of the planner call).
         """
+        if from_prior is not None and from_prior.any():
+            eps = torch.randn(*state.shape[:-1], self.skill_model.z_dim, device=state.device, dtype=state.dtype)
+            skill = self.skill_model.skill_from_noise(state, eps)
+            end = network_mean(self.skill_model.skill_world_model, state, skill)
+            planned = ~from_prior
+            if planned.any():
+                skill[planned], end[planned] = self.plan(state[planned], goal[planned])
+            return skill, end
         start = time.perf_counter()
         if self.planner is None:
             eps = torch.randn(*state.shape[:-1], self.skill_model.z_dim, device=state.device, dtype=state.dtype)
@@ -412,7 +469,12 @@ class SkillMPCPolicy(TensorDictModuleBase):
             ).to(state.dtype)
             flat_state = state.reshape(-1, state.shape[-1])
             flat_goal = goal.reshape(-1, goal.shape[-1])
-            new_skill, new_end = self.plan(flat_state[replan], flat_goal[replan])
+            stuck = None
+            if self.stall_distance is not None:
+                stuck = self._stuck(tensordict, flat_state, replan, primer_hint)
+                self.stall_recoveries += int(stuck.sum())
+            from_prior = None if stuck is None else stuck[replan]
+            new_skill, new_end = self.plan(flat_state[replan], flat_goal[replan], from_prior)
             # Envs that do not replan keep their skill; a masked write covers [] and [B] alike.
             skill = skill.reshape(-1, skill.shape[-1]).clone()
             skill_end = skill_end.reshape(-1, skill_end.shape[-1]).clone()
@@ -428,4 +490,26 @@ class SkillMPCPolicy(TensorDictModuleBase):
         tensordict.set(("next", self.skill_key), skill)
         tensordict.set(("next", self.skill_step_key), (skill_step + 1) % self.replan_every)
         tensordict.set(("next", self.skill_end_key), skill_end)
+        if self.stall_distance is not None:
+            self._carry_stall_state(tensordict, state, replan)
         return tensordict
+
+    def _positions(self, state: torch.Tensor) -> torch.Tensor:
+        return state.index_select(-1, self.position_indices.to(state.device))
+
+    def _stuck(
+        self, tensordict: TensorDictBase, flat_state: torch.Tensor, replan: torch.Tensor, hint: str
+    ) -> torch.Tensor:
+        """``[B]`` mask of the replanning episodes whose last skill moved less than ``stall_distance``."""
+        start = self._get(tensordict, self.skill_start_key, hint).reshape(replan.numel(), -1).to(flat_state.dtype)
+        count = self._get(tensordict, self.skill_count_key, hint).reshape(-1)
+        moved = (self._positions(flat_state) - start).norm(dim=-1)
+        return replan & (count > 0) & (moved < self.stall_distance)
+
+    def _carry_stall_state(self, tensordict: TensorDictBase, state: torch.Tensor, replan: torch.Tensor) -> None:
+        start = tensordict.get(self.skill_start_key)
+        count = tensordict.get(self.skill_count_key)
+        here = self._positions(state).to(start.dtype)
+        mask = replan.reshape(*count.shape)
+        tensordict.set(("next", self.skill_start_key), torch.where(mask, here, start))
+        tensordict.set(("next", self.skill_count_key), count + mask.to(count.dtype))
