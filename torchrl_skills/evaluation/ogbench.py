@@ -703,9 +703,10 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
 
         cost = GraphDistanceCost.from_dataset(args.graph_dataset).to(args.device)
     policy = make_ogbench_policy(
-        args.policy, args.dataset, model, cost, args.horizon, args.candidates, args.elites, args.iterations,
-        args.replan_every, args.eps_penalty, args.off_data_penalty, args.off_data_radius, args.stall_distance,
-        args.oracle_noise,
+        args.policy, args.dataset, model, cost, horizon=args.horizon, candidates=args.candidates,
+        elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
+        eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty, off_data_radius=args.off_data_radius,
+        stall_distance=args.stall_distance, oracle_noise=args.oracle_noise,
     )  # fmt: skip
     result = evaluate_ogbench(
         policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,

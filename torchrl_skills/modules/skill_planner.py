@@ -491,7 +491,7 @@ class SkillMPCPolicy(TensorDictModuleBase):
         tensordict.set(("next", self.skill_step_key), (skill_step + 1) % self.replan_every)
         tensordict.set(("next", self.skill_end_key), skill_end)
         if self.stall_distance is not None:
-            self._carry_stall_state(tensordict, state, replan)
+            self._carry_stall_state(tensordict, state, replan, primer_hint)
         return tensordict
 
     def _positions(self, state: torch.Tensor) -> torch.Tensor:
@@ -506,9 +506,11 @@ class SkillMPCPolicy(TensorDictModuleBase):
         moved = (self._positions(flat_state) - start).norm(dim=-1)
         return replan & (count > 0) & (moved < self.stall_distance)
 
-    def _carry_stall_state(self, tensordict: TensorDictBase, state: torch.Tensor, replan: torch.Tensor) -> None:
-        start = tensordict.get(self.skill_start_key)
-        count = tensordict.get(self.skill_count_key)
+    def _carry_stall_state(
+        self, tensordict: TensorDictBase, state: torch.Tensor, replan: torch.Tensor, hint: str
+    ) -> None:
+        start = self._get(tensordict, self.skill_start_key, hint)
+        count = self._get(tensordict, self.skill_count_key, hint)
         here = self._positions(state).to(start.dtype)
         mask = replan.reshape(*count.shape)
         tensordict.set(("next", self.skill_start_key), torch.where(mask, here, start))
