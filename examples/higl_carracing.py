@@ -82,13 +82,13 @@ from torchrl_skills.utils import (
     positive_int,
     replay_buffer_state,
     resolve_device,
+    resume_logger,
     rng_state,
     run_cli,
     save_checkpoint,
     seed_everything,
     set_rng_state,
     stop_on_signals,
-    truncate_csv_logs,
 )
 
 PIX = "observation"  # BatchedGymEnv's name for a Box observation, here the frame
@@ -305,8 +305,7 @@ def train(args, out: OutputDir, device):
                 module.load_state_dict(ck[name])
         state = ck["state"]
         set_rng_state(ck["rng"])
-    if hasattr(logger, "log_dir"):  # rows a stopped run logged after its checkpoint are logged again
-        truncate_csv_logs(Path(logger.log_dir) / logger.exp_name, state["steps"])
+    resume_logger(logger, state["steps"])  # what a stopped run logged after its checkpoint is logged again
     if state["random_return"] is None:  # the reference line: random actions on the evaluation tracks
         env = make_env(args, args.eval_episodes, eval_seeds(args))
         rollout, _ = rollout_side_by_side(env, lambda td: td.set("action", env.action_spec.rand()), args.max_episode_steps)

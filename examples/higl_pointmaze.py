@@ -98,13 +98,13 @@ from torchrl_skills.utils import (
     positive_int,
     replay_buffer_state,
     resolve_device,
+    resume_logger,
     rng_state,
     run_cli,
     save_checkpoint,
     seed_everything,
     set_rng_state,
     stop_on_signals,
-    truncate_csv_logs,
 )
 
 import_gymnasium_robotics()  # registers PointMaze_* (without gymnasium-robotics' AdroitHand notice)
@@ -243,13 +243,6 @@ def sac_actor(spec):
         distribution_kwargs={"low": spec.space.low, "high": spec.space.high}, return_log_prob=True,
         default_interaction_type=ExplorationType.RANDOM,
     )  # fmt: skip
-
-
-def truncate_log(logger, step):
-    """Drops the CSV rows a stopped run logged after its checkpoint's ``step`` (logged again now)."""
-    log_dir = getattr(logger, "log_dir", None)
-    if log_dir is not None:
-        truncate_csv_logs(Path(log_dir) / logger.exp_name, step)
 
 
 # ----------------------------------------------------------------------------- the agents
@@ -400,7 +393,7 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
                 module.load_state_dict(ck[name])
         state = ck["state"]
         set_rng_state(ck["rng"])
-    truncate_log(logger, state["steps"])
+    resume_logger(logger, state["steps"])  # what a stopped run logged after its checkpoint is logged again
     remaining = args.total_steps - state["steps"]
     if remaining <= 0:
         return state

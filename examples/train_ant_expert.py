@@ -50,6 +50,7 @@ from torchrl_skills.utils import (
     ArgumentParser,
     load_checkpoint,
     resolve_device,
+    resume_logger,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -188,6 +189,8 @@ def checkpoint() -> None:
 stop = stop_on_signals().__enter__()
 
 logger = None if args.logger == "none" else get_logger(args.logger, logger_name=str(out_dir), experiment_name="ant_expert")
+if frames > 0:  # the steps a stopped run logged after its checkpoint are logged again below
+    resume_logger(logger, frames)
 collector = Collector(
     env, actor, frames_per_batch=args.frames_per_batch, total_frames=args.steps - frames,
     init_random_frames=max(0, args.random_steps - frames), device=device, storing_device=device,

@@ -51,13 +51,13 @@ from torchrl_skills.utils import (
     positive_float,
     positive_int,
     resolve_device,
+    resume_logger,
     rng_state,
     run_cli,
     save_checkpoint,
     seed_everything,
     set_rng_state,
     stop_on_signals,
-    truncate_csv_logs,
 )
 from torchrl_skills.utils.distributed import DistributedContext, init_distributed
 from torchrl_skills.utils.signals import RunStopped
@@ -241,8 +241,6 @@ def train(args: argparse.Namespace, out: OutputDir, device: torch.device, ctx: D
         else:  # resumed with another number of processes: a fresh stream of this rank's own
             seed_everything(ctx.rank_seed(args.seed) + start)
         if ctx.is_main:
-            # The steps logged after this checkpoint by the stopped run are logged again below.
-            truncate_csv_logs(out_dir / LOG_NAME, start)
             print(f"resumed from {ckpt_path} at step {start}")
     elif ctx.is_main:
         out.clear()  # a new run: no checkpoint, log row or plot of an earlier run stays
@@ -288,6 +286,8 @@ def train(args: argparse.Namespace, out: OutputDir, device: torch.device, ctx: D
     logger = None
     if args.logger != "none" and ctx.is_main:
         logger = get_logger(args.logger, logger_name=str(out_dir), experiment_name=LOG_NAME)
+        if start > 0:  # the steps a stopped run logged after its checkpoint are logged again below
+            resume_logger(logger, start)
 
     # ---- training loop (validation at step 0 gives the curve's starting point)
     if start == 0 and ctx.is_main:

@@ -105,7 +105,8 @@ def test_reusing_ant_data_walked_by_another_expert_warns(ant_dataset, tmp_path):
     other = save_direction_expert(
         tmp_path / "interim.pt", make_direction_actor(29, 8, hidden_sizes=(8, 8)), {"env": "online-ant-v0"}, {"env_steps": 7}
     )
-    with pytest.warns(UserWarning, match="expert_env_steps"):
+    regenerate = "python -m torchrl_skills.data.ogbench --dataset antmaze-medium-navigate-v0 --overwrite"
+    with pytest.warns(UserWarning, match=f"expert_env_steps.*{regenerate}"):
         assert ensure_ogbench_dataset("antmaze-medium-navigate-v0", expert=str(other), **kwargs) == ant_dataset
 
 

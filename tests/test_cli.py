@@ -155,6 +155,44 @@ def test_truncate_csv_logs_of_torchrl_csv_logger(tmp_path):
     assert truncate_csv_logs(tmp_path / "missing", step=3) == 0
 
 
+def test_resume_logger_drops_what_a_stopped_run_logged_after_its_checkpoint(tmp_path):
+    from torchrl.record.loggers import CSVLogger
+
+    from torchrl_skills.utils import resume_logger
+
+    def scalars(logger):
+        return (tmp_path / "csv" / "exp" / "scalars" / "loss.csv").read_text().splitlines()
+
+    csv = CSVLogger("exp", log_dir=str(tmp_path / "csv"))
+    for step in (1, 2, 3):  # stopped at step 3, checkpoint at 2
+        csv.log_scalar("loss", float(step), step=step)
+    resumed = CSVLogger("exp", log_dir=str(tmp_path / "csv"))
+    resume_logger(resumed, 2)
+    resumed.log_scalar("loss", 30.0, step=3)
+    assert scalars(resumed) == ["1,1.0", "2,2.0", "3,30.0"]
+    resume_logger(None, 2)  # no logger: nothing to do
+
+
+def test_resume_logger_purges_tensorboard_events_after_the_checkpoint(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torchrl.record.loggers import TensorboardLogger
+
+    from torchrl_skills.utils import resume_logger
+
+    stopped = TensorboardLogger("exp", log_dir=str(tmp_path))
+    for step in (1, 2, 3):
+        stopped.log_scalar("loss", float(step), step=step)
+    stopped.experiment.close()
+    resumed = TensorboardLogger("exp", log_dir=str(tmp_path))
+    resume_logger(resumed, 2)
+    resumed.log_scalar("loss", 30.0, step=3)
+    resumed.experiment.close()
+    events = EventAccumulator(str(tmp_path / "exp"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+
+
 def test_checkpoint_format_version_and_damaged_files(tmp_path):
     path = save_checkpoint({"step": 3}, tmp_path / "ckpt.pt")
     assert load_checkpoint(path) == {"step": 3, "checkpoint_format_version": CHECKPOINT_FORMAT_VERSION}

@@ -229,7 +229,7 @@ def test_ensure_does_not_regenerate(store, monkeypatch):
 
     monkeypatch.setattr(pointmaze, "generate_pointmaze_dataset", fail)
     assert ensure_pointmaze_dataset("umaze", num_steps=1000) == dataset_id
-    with pytest.warns(UserWarning, match="different generator settings"):
+    with pytest.warns(UserWarning, match="different generator settings.*--maze umaze --num-steps 1000 --overwrite"):
         assert ensure_pointmaze_dataset("umaze", num_steps=1000, seed=5) == dataset_id
     assert data_file.stat().st_mtime_ns == mtime
 

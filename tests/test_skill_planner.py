@@ -189,6 +189,42 @@ def test_tensor_imagination_gives_torchrl_cem_plans(env_kwargs, batch):
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("batch", [(), (3,)], ids=["unbatched", "batch3"])
+def test_select_best_returns_the_first_noise_of_the_highest_scoring_candidate(batch):
+    # The candidates are drawn in CEMPlanner's order, so they can be redrawn here by hand: the
+    # returned noise must be the first skill of the argmax-return candidate over all iterations.
+    model = small_model()
+    kw = dict(num_candidates=64, top_k=8, optim_steps=3, eps_penalty=0.5)
+    planner = make_skill_planner(model, select="best", **kw)
+    td = planner.env.reset(TensorDict({"observation": torch.randn(*batch, 4), "goal": torch.randn(*batch, 2)}, batch))
+    torch.manual_seed(1)
+    got = planner(td.clone())["action"]
+
+    torch.manual_seed(1)
+    state, goal = td["observation"].unsqueeze(-2), td["goal"].unsqueeze(-2).expand(*batch, 64, 2)
+    min_cost = td["min_cost"].unsqueeze(-2).expand(*batch, 64, 1)
+    means, stds = torch.zeros(*batch, 1, 3, 8), torch.ones(*batch, 1, 3, 8)
+    seen, scores = [], []
+    for _ in range(3):
+        actions = means + stds * torch.randn(*batch, 64, 3, 8)
+        returns = planner.env.transition.returns(state, actions, goal, min_cost)
+        seen.append(actions), scores.append(returns)
+        elites = actions.gather(-3, returns.topk(8, dim=-2).indices.unsqueeze(-1).expand(*batch, 8, 3, 8))
+        means, stds = elites.mean(-3, keepdim=True), elites.std(-3, keepdim=True)
+    seen, scores = torch.cat(seen, -3), torch.cat(scores, -2)
+    winner = scores.argmax(-2, keepdim=True).unsqueeze(-1).expand(*batch, 1, 3, 8)
+    expected = seen.gather(-3, winner)[..., 0, 0, :]
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    # TorchRL's choice, the mean of the last elites, is another noise.
+    torch.manual_seed(1)
+    mean_plan = make_skill_planner(model, **kw)(td.clone())["action"]
+    assert not torch.allclose(mean_plan, got)
+    with pytest.raises(ValueError, match="select"):
+        make_skill_planner(model, select="median")
+    with pytest.raises(ValueError, match="tensor path"):
+        make_skill_planner(model, select="best", use_env_rollout=True)
+
+
 def test_mean_only_paths_equal_the_gaussian_means():
     model = small_model()
     s, z = torch.randn(7, 4), torch.randn(7, 8)

@@ -67,7 +67,7 @@ def validate_dataset_id(dataset_id: str) -> None:
         )
 
 
-def reuse_dataset(dataset_id: str, requested: dict, overwrite: bool = False) -> bool:
+def reuse_dataset(dataset_id: str, requested: dict, overwrite: bool = False, regenerate_hint: str = "") -> bool:
     """Whether ``ensure_*`` helpers can return the stored ``dataset_id`` instead of generating it.
 
     ``True`` when the store holds a complete generated dataset under the id and ``overwrite`` is
@@ -80,6 +80,8 @@ def reuse_dataset(dataset_id: str, requested: dict, overwrite: bool = False) -> 
         requested (dict): settings to compare with the stored ones; keys the generator does not
             store are compared with ``None``, so pass only settings it stores.
         overwrite (bool, optional): the caller wants a fresh dataset. Defaults to ``False``.
+        regenerate_hint (str, optional): appended to the warning: how to regenerate from the
+            command line (the examples have no ``--overwrite`` of their own). Defaults to ``""``.
 
     Examples:
         >>> reuse_dataset("torchrl_skills/nothing/here-v0", {})
@@ -97,7 +99,7 @@ def reuse_dataset(dataset_id: str, requested: dict, overwrite: bool = False) -> 
     if differing:
         warnings.warn(
             f"Dataset {dataset_id!r} exists with different generator settings (stored, requested): {differing}. "
-            "Using the stored dataset; pass overwrite=True to regenerate it.",
+            f"Using the stored dataset; pass overwrite=True to regenerate it{regenerate_hint}.",
             UserWarning,
         )
     return True

@@ -445,7 +445,8 @@ def ensure_ogbench_dataset(dataset: str = "pointmaze-medium-navigate-v0", full: 
             expert = _resolve_expert(agent, dataset, kwargs.get("expert"))
             if hasattr(expert, "metrics"):
                 requested["expert_env_steps"] = expert.metrics.get("env_steps", expert.settings.get("steps"))
-    if reuse_dataset(dataset_id, requested, overwrite=kwargs.get("overwrite", False)):
+    hint = f" (CLI: python -m torchrl_skills.data.ogbench --dataset {dataset}{' --full' if full else ''} --overwrite)"
+    if reuse_dataset(dataset_id, requested, overwrite=kwargs.get("overwrite", False), regenerate_hint=hint):
         return dataset_id
     return generate_ogbench_dataset(dataset, full=full, **{**kwargs, "dataset_id": dataset_id})
 

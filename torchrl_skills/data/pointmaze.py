@@ -536,7 +536,10 @@ def ensure_pointmaze_dataset(maze: str | list = "medium", full: bool = False, **
     kwargs["dataset_id"] = dataset_id
     ignored = ("dataset_id", "overwrite", "progress")
     requested = {"maze": name, **{k: v for k, v in kwargs.items() if k not in ignored}}
-    if not reuse_dataset(dataset_id, requested, overwrite=kwargs.get("overwrite", False)):
+    hint = ""
+    if isinstance(maze, str):  # a custom layout has no command line
+        hint = f" (CLI: python -m torchrl_skills.data.pointmaze --maze {name} --num-steps {kwargs['num_steps']} --overwrite)"
+    if not reuse_dataset(dataset_id, requested, overwrite=kwargs.get("overwrite", False), regenerate_hint=hint):
         return generate_pointmaze_dataset(maze, **kwargs)
     return dataset_id
 

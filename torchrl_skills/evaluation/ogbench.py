@@ -429,6 +429,7 @@ def make_ogbench_policy(
     off_data_radius: float | None = None,
     stall_distance: float | None = None,
     oracle_noise: float = 0.0,
+    select: str = "mean",
 ):
     """The policies the CLI and the examples evaluate.
 
@@ -456,6 +457,9 @@ def make_ogbench_policy(
             :class:`~torchrl_skills.modules.SkillMPCPolicy`). ``None`` or ``0``: off. Defaults to ``None``.
         oracle_noise (float): ``"oracle"`` only: std of its Gaussian action noise (the navigate
             datasets': 0.2). Defaults to ``0.0``.
+        select (str): ``"planner"`` only: execute the CEM elites' mean (``"mean"``) or the best
+            candidate seen (``"best"``); see :class:`~torchrl_skills.modules.SkillCEMPlanner`.
+            Defaults to ``"mean"``.
 
     Examples:
         >>> policy = make_ogbench_policy("oracle", "pointmaze-medium-navigate-v0")
@@ -495,7 +499,7 @@ def make_ogbench_policy(
         skill_penalty = OffDataPenalty(cost, off_data_penalty, radius=off_data_radius)
     planner = make_skill_planner(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
-        cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty,
+        cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty, select=select,
     )  # fmt: skip
     return SkillMPCPolicy(model, planner, replan_every=replan_every, stall_distance=stall_distance or None)
 

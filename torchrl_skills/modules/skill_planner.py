@@ -43,6 +43,12 @@ class SkillCEMPlanner(CEMPlanner):
             :class:`~torchrl.modules.CEMPlanner`.
         use_env_rollout (bool, optional): imagine through ``env.rollout`` as TorchRL's
             CEMPlanner does (slower, the same plans). Defaults to ``False``.
+        select (str, optional): what the planner returns: ``"mean"``, the elites' mean first noise
+            after the last iteration (TorchRL's ``CEMPlanner``), or ``"best"``, the first noise of
+            the candidate with the highest return over all iterations. The mean of many elites
+            lies nearer the origin than any of them, and through the prior that is the average
+            skill from the state; ``"best"`` executes a skill that the world model actually
+            scored. Defaults to ``"mean"``.
 
     Examples:
         >>> from tensordict import TensorDict
@@ -65,7 +71,12 @@ class SkillCEMPlanner(CEMPlanner):
         reward_key: NestedKey = ("next", "reward"),
         action_key: NestedKey = "action",
         use_env_rollout: bool = False,
+        select: str = "mean",
     ):
+        if select not in ("mean", "best"):
+            raise ValueError(f"select must be 'mean' or 'best', got {select!r}.")
+        if select == "best" and use_env_rollout:
+            raise ValueError("select='best' needs the tensor path: drop use_env_rollout=True, or use select='mean'.")
         super().__init__(
             env,
             planning_horizon=planning_horizon,
@@ -76,6 +87,7 @@ class SkillCEMPlanner(CEMPlanner):
             action_key=action_key,
         )
         self.use_env_rollout = use_env_rollout
+        self.select = select
 
     def planning(self, tensordict: TensorDictBase) -> torch.Tensor:
         env = self.env
@@ -107,6 +119,7 @@ class SkillCEMPlanner(CEMPlanner):
         means = torch.zeros(*batch, 1, L, *spec.shape, device=state.device, dtype=spec.dtype)
         stds = torch.ones_like(means)
         project = not isinstance(spec, Unbounded)
+        best_return = best_actions = None
         for _ in range(self.optim_steps):
             # CEMPlanner.planning's draws, in the same order
             actions = means + stds * torch.randn(*batch, K, L, *spec.shape, device=means.device, dtype=means.dtype)
@@ -116,6 +129,16 @@ class SkillCEMPlanner(CEMPlanner):
             top = returns.topk(top_k, dim=-2).indices  # [*B, top_k, 1]
             best = actions.gather(-3, top.unsqueeze(-1).expand(*batch, top_k, L, *spec.shape))
             means, stds = best.mean(dim=-3, keepdim=True), best.std(dim=-3, keepdim=True)
+            if self.select == "best":  # topk sorts: the first elite is this iteration's best candidate
+                it_return = returns.gather(-2, top[..., :1, :])  # [*B, 1, 1]
+                if best_return is None:
+                    best_return, best_actions = it_return, best[..., :1, :, :]
+                else:
+                    better = it_return > best_return
+                    best_return = torch.where(better, it_return, best_return)
+                    best_actions = torch.where(better.unsqueeze(-1), best[..., :1, :, :], best_actions)
+        if self.select == "best":
+            return best_actions[..., 0, 0, :]
         return means[..., 0, 0, :]
 
 
@@ -126,6 +149,7 @@ def make_skill_planner(
     top_k: int = 200,
     optim_steps: int = 10,
     use_env_rollout: bool = False,
+    select: str = "mean",
     **env_kwargs,
 ) -> SkillCEMPlanner:
     """Builds TorchRL's :class:`~torchrl.modules.CEMPlanner` over a :class:`SkillModelEnv` (a :class:`SkillCEMPlanner`).
@@ -145,6 +169,8 @@ def make_skill_planner(
         optim_steps (int, optional): CEM iterations. Defaults to ``10``.
         use_env_rollout (bool, optional): imagine through ``env.rollout`` (TorchRL's generic
             path) instead of on tensors; the same plans, slower. Defaults to ``False``.
+        select (str, optional): ``"mean"`` (the elites' mean, as TorchRL's ``CEMPlanner``) or
+            ``"best"`` (the best candidate seen); see :class:`SkillCEMPlanner`. Defaults to ``"mean"``.
         **env_kwargs: passed to :class:`SkillModelEnv` when ``env`` is a skill model.
 
     Returns:
@@ -194,6 +220,7 @@ def make_skill_planner(
         reward_key=("next", "reward"),
         action_key="action",
         use_env_rollout=use_env_rollout,
+        select=select,
     )
 
 

@@ -2,8 +2,9 @@
 
 * :class:`OutputDir`: a run replaces the files it owns (a re-run never leaves an old plot next to
   new results), and a run that fails before writing anything leaves no empty folder behind.
-* :func:`truncate_csv_logs`: a resumed run continues its CSV logs from the checkpoint's step,
-  without repeating the rows logged between that checkpoint and the interruption.
+* :func:`resume_logger` / :func:`truncate_csv_logs`: a resumed run continues its logs from the
+  checkpoint's step, without repeating what was logged between that checkpoint and the
+  interruption.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["OutputDir", "truncate_csv_logs"]
+__all__ = ["OutputDir", "resume_logger", "truncate_csv_logs"]
 
 
 class OutputDir:
@@ -157,6 +158,49 @@ def truncate_csv_logs(directory: str | os.PathLike, step: int) -> int:
                 os.remove(tmp)
             raise
     return dropped
+
+
+def resume_logger(logger, step: int) -> None:
+    """Makes a TorchRL logger of a resumed run continue from the checkpoint's ``step``.
+
+    A run stopped some steps after its last checkpoint has logged those steps; resumed from the
+    checkpoint it logs them again. Per logger:
+
+    * :class:`~torchrl.record.loggers.CSVLogger`: the rows after ``step`` are dropped
+      (:func:`truncate_csv_logs`);
+    * :class:`~torchrl.record.loggers.TensorboardLogger`: its ``SummaryWriter`` is reopened on
+      the same folder with ``purge_step=step + 1``, so TensorBoard hides the stopped run's events
+      after ``step`` (its own mechanism for restarts; the event files are not rewritten);
+    * anything else (``None``, W&B, MLflow, ...) is left as is: W&B starts a new run for each
+      process unless told to resume one, so a resumed run does not mix with the stopped one.
+
+    Call it once, right after creating the logger of a resumed run and before logging.
+
+    Args:
+        logger: a TorchRL logger, or ``None``.
+        step (int): the checkpoint's step.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from torchrl.record.loggers import CSVLogger
+        >>> logger = CSVLogger("run", log_dir=tempfile.mkdtemp())
+        >>> for step in (10, 20, 30):
+        ...     logger.log_scalar("loss", 1.0 / step, step=step)
+        >>> resume_logger(logger, step=20)
+        >>> (Path(logger.log_dir) / "run" / "scalars" / "loss.csv").read_text().splitlines()
+        ['10,0.1', '20,0.05']
+    """
+    from torchrl.record.loggers import CSVLogger, TensorboardLogger
+
+    if isinstance(logger, CSVLogger):
+        truncate_csv_logs(Path(logger.log_dir) / logger.exp_name, step)
+    elif isinstance(logger, TensorboardLogger):
+        from torch.utils.tensorboard import SummaryWriter
+
+        log_dir = logger.experiment.log_dir
+        logger.experiment.close()
+        logger.experiment = SummaryWriter(log_dir=log_dir, purge_step=int(step) + 1)
 
 
 def _logged_after(line: str, step: int) -> bool:
