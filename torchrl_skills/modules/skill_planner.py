@@ -48,7 +48,8 @@ class SkillCEMPlanner(CEMPlanner):
             the candidate with the highest return over all iterations. The mean of many elites
             lies nearer the origin than any of them, and through the prior that is the average
             skill from the state; ``"best"`` executes a skill that the world model actually
-            scored. Defaults to ``"mean"``.
+            scored (on antmaze-medium validation pairs the two did equally well: README).
+            Defaults to ``"mean"``.
 
     Examples:
         >>> from tensordict import TensorDict
