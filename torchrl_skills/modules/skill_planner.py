@@ -8,6 +8,7 @@ planned noise to a skill with the prior, runs the deterministic low-level skill 
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -120,7 +121,9 @@ class SkillCEMPlanner(CEMPlanner):
         means = torch.zeros(*batch, 1, L, *spec.shape, device=state.device, dtype=spec.dtype)
         stds = torch.ones_like(means)
         project = not isinstance(spec, Unbounded)
-        best_return = best_actions = None
+        if self.select == "best":  # the best candidate seen so far, per start state
+            best_return = torch.full((*batch, 1, 1), -math.inf, device=means.device, dtype=means.dtype)
+            best_actions = torch.zeros_like(means)
         for _ in range(self.optim_steps):
             # CEMPlanner.planning's draws, in the same order
             actions = means + stds * torch.randn(*batch, K, L, *spec.shape, device=means.device, dtype=means.dtype)
@@ -132,12 +135,9 @@ class SkillCEMPlanner(CEMPlanner):
             means, stds = best.mean(dim=-3, keepdim=True), best.std(dim=-3, keepdim=True)
             if self.select == "best":  # topk sorts: the first elite is this iteration's best candidate
                 it_return = returns.gather(-2, top[..., :1, :])  # [*B, 1, 1]
-                if best_return is None:
-                    best_return, best_actions = it_return, best[..., :1, :, :]
-                else:
-                    better = it_return > best_return
-                    best_return = torch.where(better, it_return, best_return)
-                    best_actions = torch.where(better.unsqueeze(-1), best[..., :1, :, :], best_actions)
+                better = it_return > best_return
+                best_return = torch.where(better, it_return, best_return)
+                best_actions = torch.where(better.unsqueeze(-1), best[..., :1, :, :], best_actions)
         if self.select == "best":
             return best_actions[..., 0, 0, :]
         return means[..., 0, 0, :]

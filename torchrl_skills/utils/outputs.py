@@ -174,7 +174,8 @@ def resume_logger(logger, step: int) -> None:
     * anything else (``None``, W&B, MLflow, ...) is left as is: W&B starts a new run for each
       process unless told to resume one, so a resumed run does not mix with the stopped one.
 
-    Call it once, right after creating the logger of a resumed run and before logging.
+    Call it once, right after creating the logger of a resumed run and before it logs anything
+    (a CSV file it already holds open would keep the rows).
 
     Args:
         logger: a TorchRL logger, or ``None``.
@@ -184,12 +185,14 @@ def resume_logger(logger, step: int) -> None:
         >>> import tempfile
         >>> from pathlib import Path
         >>> from torchrl.record.loggers import CSVLogger
-        >>> logger = CSVLogger("run", log_dir=tempfile.mkdtemp())
-        >>> for step in (10, 20, 30):
-        ...     logger.log_scalar("loss", 1.0 / step, step=step)
+        >>> log_dir = tempfile.mkdtemp()
+        >>> stopped = CSVLogger("run", log_dir=log_dir)  # checkpoint at step 20, stopped at 30
+        >>> stopped.log_scalar("loss", 1.0, step=30)
+        >>> logger = CSVLogger("run", log_dir=log_dir)  # the resumed run's, before it logs anything
         >>> resume_logger(logger, step=20)
-        >>> (Path(logger.log_dir) / "run" / "scalars" / "loss.csv").read_text().splitlines()
-        ['10,0.1', '20,0.05']
+        >>> logger.log_scalar("loss", 0.5, step=30)  # step 30 again: once in the log
+        >>> (Path(log_dir) / "run" / "scalars" / "loss.csv").read_text().splitlines()
+        ['30,0.5']
     """
     from torchrl.record.loggers import CSVLogger, TensorboardLogger
 
