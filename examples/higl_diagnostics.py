@@ -12,7 +12,10 @@ one on its own, for one trained seed of a ``higl_pointmaze.py`` run:
    ``--low-level-steps`` steps each -> ``low_level_success.json``;
 3. **the high level**: one deterministic episode of the full HIGL policy (a fixed episode seed),
    with the goals it emitted: the subgoal states of `RelativeSubgoal`, otherwise the sampled position whose latent is nearest ->
-   ``high_level_goals.png``.
+   ``high_level_goals.png``; and, for the nearby-state goal maps (``RelativeSubgoal``,
+   ``LandmarkSubgoal``), what its learned correction adds: success on the run's own evaluation
+   episodes with the trained high level against the same goal map with the high-level action
+   ignored (``action_scale = 0``: the straight line, or the landmark route, alone).
 
 The agent is rebuilt with ``higl_pointmaze.py``'s own classes from the configuration saved in
 ``<run-dir>/results.json``, then ``<run-dir>/ckpt_higl_seed<seed>.pt`` is loaded::
@@ -21,7 +24,7 @@ The agent is rebuilt with ``higl_pointmaze.py``'s own classes from the configura
     python examples/higl_diagnostics.py --run-dir runs/higl_pointmaze --seed 0
 
 The last line printed is one JSON object: the Spearman rho of the encoder, the low level's
-success rates and the outcome of the high-level episode.
+success rates, the outcome of the high-level episode and the two success rates of the correction.
 """
 from __future__ import annotations
 
@@ -122,6 +125,9 @@ def load_agent(run_dir: Path, seed: int):
             f"{ckpt_path} does not fit the agent that examples/higl_pointmaze.py builds from the configuration in "
             f"{results_path} ({misfit}); retrain with the current example."
         )
+    if args.goal_space == "landmark":  # its landmarks come from the replay the run saved
+        example.load_replay_buffer_state(agent.rb, ck["rb"])
+        agent.refresh()
     return example, agent, args
 
 
@@ -214,11 +220,21 @@ def main(argv=None) -> dict:
         emitted_at_xy=episode["emitted_at_xy"],
     )  # fmt: skip
 
+    # 4. what the high level's learned correction adds (nearby-state goal maps only)
+    correction = None
+    goal_map = agent.policy.goal_map
+    if isinstance(goal_map, example.RelativeSubgoal):
+        scale, correction = goal_map.action_scale, {}
+        for name, goal_map.action_scale in (("trained", scale), ("without", 0.0)):
+            correction[name] = example.evaluate(train_args, args.seed, agent.policy, agent.env_policy)
+        goal_map.action_scale = scale
+
     summary = {
         "spearman": encoder_result["spearman"],
         "low_level_success": success,
         "high_level_episode": {"seed": episode_seed, "success": episode["success"], "steps": episode["steps"],
                                "goals": len(episode["emitted_goal_xy"])},
+        "high_level_correction": correction,
         "out_dir": str(out_dir),
     }  # fmt: skip
     print(json.dumps(summary), flush=True)

@@ -23,7 +23,9 @@ where they are comparable:
     reward) recomputed at sample time, with hindsight latent goals (``HIGLLoss``);
   - high level: every ``--k`` steps a latent goal ``E(s_hat)``, ``s_hat`` a state at rest near
     the agent: its position moved by at most ``--subgoal-distance`` towards the task goal plus
-    the high level's correction (``RelativeSubgoal``; ``--goal-space residual`` gives
+    the high level's correction (``RelativeSubgoal``; ``--goal-space landmark`` heads along the
+    route to the goal through a graph of the run's own visited positions instead of the straight
+    line, ``LandmarkSubgoal``, rebuilt from the replay after every batch; ``--goal-space residual`` gives
     ``normalize(E(g) + a)``, ``--goal-space sphere`` the seed's ``normalize(a)`` from the state
     alone), trained by ``ClipPPOLoss`` (or ``ReinforceLoss``) on the semi-MDP steps
     (``high_level_transitions``), rewarded by the task return and the latent progress towards
@@ -76,6 +78,7 @@ from torchrl_skills.modules import (
     HIGLPolicy,
     MLPEncoder,
     ObservationSlice,
+    LandmarkSubgoal,
     RelativeSubgoal,
     ResidualLatentGoal,
     UnitGoal,
@@ -151,11 +154,17 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=positive_int, default=8, help="encoder latent size (goals live there)")
     p.add_argument("--d-model", type=positive_int, default=64, help="transformer width (SPEC B1: 128)")
     p.add_argument("--n-layers", type=positive_int, default=1, help="transformer layers (SPEC B1: 2)")
-    p.add_argument("--goal-space", default="relative", choices=["relative", "residual", "sphere"],
+    p.add_argument("--goal-space", default="relative", choices=["relative", "landmark", "residual", "sphere"],
                    help="high-level action -> latent goal: relative: E(nearby state), the position moved towards the task "
-                        "goal by <= --subgoal-distance plus a correction; residual: normalize(E(g) + --goal-scale * a); "
+                        "goal by <= --subgoal-distance plus a correction; landmark: the same along the route to the goal "
+                        "through a graph of visited positions; residual: normalize(E(g) + --goal-scale * a); "
                         "sphere: the seed's normalize(a), from the state alone")
+    p.add_argument("--landmarks", type=positive_int, default=300, help="landmark: graph nodes among visited positions")
+    p.add_argument("--landmark-edge-steps", type=positive_int, default=5,
+                   help="landmark: join two landmarks a trajectory went between within this many steps")
     p.add_argument("--subgoal-distance", type=positive_float, default=1.5, help="relative: reach of one goal (m; cells are 1 m)")
+    p.add_argument("--high-action-scale", type=float, default=None,
+                   help="relative, landmark: how far (m) a unit high-level action moves the goal (None: --subgoal-distance)")
     p.add_argument("--goal-scale", type=positive_float, default=1.0, help="residual: latent distance of a unit action from E(g)")
     p.add_argument("--high-algo", default="ppo", choices=["ppo", "reinforce"], help="high-level learner")
     p.add_argument("--ppo-epochs", type=positive_int, default=4, help="PPO epochs per collector batch")
@@ -322,13 +331,21 @@ class HIGLAgent:
         # the high level sees the task goal, except in the seed's design (a goal anywhere on the sphere)
         high_keys, high_dim, action_dim = ["observation", "goal_observation"], 2 * OBS_DIM, d
         if args.goal_space == "relative":  # E(a nearby state), by default on the straight line to the goal
-            goal_map, action_dim = RelativeSubgoal(self.encoder, max_distance=args.subgoal_distance), GOAL_DIM
+            goal_map = RelativeSubgoal(self.encoder, max_distance=args.subgoal_distance, action_scale=args.high_action_scale)
+            action_dim = GOAL_DIM
+        elif args.goal_space == "landmark":  # E(a nearby state) on the route through visited positions
+            goal_map, action_dim = LandmarkSubgoal(
+                self.encoder, max_distance=args.subgoal_distance, action_scale=args.high_action_scale,
+                num_landmarks=args.landmarks,
+                max_edge_steps=args.landmark_edge_steps,
+            ), GOAL_DIM  # fmt: skip
         elif args.goal_space == "residual":
             goal_map = ResidualLatentGoal(self.encoder, scale=args.goal_scale)
         else:
             high_keys, high_dim, goal_map = ["observation"], OBS_DIM, UnitGoal()
         high_actor = make_high_level_actor(high_keys, high_dim, action_dim).to(device)
         high_value = make_high_level_value(high_keys, high_dim).to(device)
+        self.goal_map = goal_map
         self.policy = HIGLPolicy(self.encoder, high_actor, actor, goal_dim=d, k=k, goal_map=goal_map)
 
         sac = SACLoss(actor, critic, num_qvalue_nets=2, alpha_init=args.alpha_init, action_spec=spec)
@@ -354,6 +371,13 @@ class HIGLAgent:
 
     def extend(self, data):
         self.rb.extend(data.select(*self.keys).reshape(-1))
+        self.refresh()
+
+    def refresh(self):
+        """Landmarks follow the replay buffer: rebuilt after every batch and after a resume."""
+        if isinstance(self.goal_map, LandmarkSubgoal) and len(self.rb):
+            seen = self.rb[: len(self.rb)]
+            self.goal_map.update_graph(seen["observation"], seen["collector", "traj_ids"])
 
     def update(self):
         out = self.loss(self.rb.sample())
@@ -393,6 +417,8 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
                 module.load_state_dict(ck[name])
         state = ck["state"]
         set_rng_state(ck["rng"])
+        if algo == "higl":
+            agent.refresh()  # landmarks from the restored replay
     resume_logger(logger, state["steps"])  # what a stopped run logged after its checkpoint is logged again
     remaining = args.total_steps - state["steps"]
     if remaining <= 0:

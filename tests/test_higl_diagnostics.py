@@ -149,6 +149,7 @@ def test_diagnostics_script_on_a_tiny_run(tmp_path, capsys):
         "--algos", "higl", "--seeds", "0", "--total-steps", "400", "--warmup-steps", "100", "--eval-every", "400",
         "--eval-episodes", "2", "--max-episode-steps", "50", "--batch-size", "8", "--seq-len", "2", "--d-model", "16",
         "--latent-dim", "8", "--frames-per-batch", "200", "--num-envs", "2", "--out-dir", str(run_dir), "--no-progress",
+        "--goal-space", "landmark", "--landmarks", "10",  # its landmarks are rebuilt from the saved replay
     ])  # fmt: skip
     capsys.readouterr()
     summary = _load("higl_diagnostics").main([
@@ -163,6 +164,8 @@ def test_diagnostics_script_on_a_tiny_run(tmp_path, capsys):
     assert set(saved["success_rate_by_max_cells"]) == {"1", "2"}
     assert all(0.0 <= v <= 1.0 for v in saved["success_rate_by_max_cells"].values())
     assert -1.0 <= printed["spearman"] <= 1.0 and printed["high_level_episode"]["goals"] >= 1
+    assert set(printed["high_level_correction"]) == {"trained", "without"}
+    assert all(0.0 <= v <= 1.0 for v in printed["high_level_correction"].values())
 
 
 def test_diagnostics_script_missing_run_dir_is_one_error_line(tmp_path):

@@ -44,7 +44,9 @@ def test_pointmaze_example_end_to_end_and_resume(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options", [["--goal-space", "residual"], ["--goal-space", "sphere"], ["--encoder-input", "position", "--critic-window"]]
+    "options",
+    [["--goal-space", "residual"], ["--goal-space", "sphere"], ["--goal-space", "landmark", "--landmarks", "10"],
+     ["--encoder-input", "position", "--critic-window"]],
 )
 def test_pointmaze_example_other_designs(tmp_path, options):
     pytest.importorskip("gymnasium_robotics")

@@ -13,6 +13,7 @@ from torchrl.objectives import SACLoss, SoftUpdate
 from torchrl_skills.envs.hierarchical import high_level_transitions
 from torchrl_skills.modules import (
     HIGLPolicy,
+    LandmarkSubgoal,
     MLPEncoder,
     ResidualLatentGoal,
     SkillMIEstimator,
@@ -275,3 +276,65 @@ def test_high_level_update_skips_empty_batches_and_checks_each_loss():
     assert used.shape == (2,) and len(seen) == 3 and all(math.isfinite(v) for v in seen)
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         high_level_update(loss, optim, td, epochs=0)
+
+
+def _u_corridor(n=200):
+    """Experience along y = 0 to x = 4, up to y = 2, back along y = 2: a wall between the corridors for x < 4."""
+    t = torch.linspace(0, 1, n)
+    path = torch.cat([torch.stack([4 * t, 0 * t], -1), torch.stack([4 + 0 * t, 2 * t], -1),
+                      torch.stack([4 - 4 * t, 2 + 0 * t], -1)])  # fmt: skip
+    return path, torch.zeros(3 * n, dtype=torch.long)
+
+
+def _proposal(goal_map, position, goal, action=(0.0, 0.0)):
+    B = len(position)
+    td = TensorDict({
+        "high_action": torch.tensor([action] * B), "observation": torch.cat([torch.tensor(position), torch.ones(B, 2)], -1),
+        "goal_observation": torch.cat([torch.tensor(goal), torch.zeros(B, 2)], -1),
+    }, [B])  # fmt: skip
+    return goal_map(td)["subgoal_observation"]
+
+
+def test_landmark_subgoal_follows_the_visited_route_around_a_wall():
+    goal_map = LandmarkSubgoal(nn.Identity(), max_distance=1.0, num_landmarks=60)
+    start, goal = [[0.0, 0.0]], [[0.0, 2.0]]
+    # before any graph: the straight line, as RelativeSubgoal (through the wall), velocities zeroed
+    torch.testing.assert_close(_proposal(goal_map, start, goal), torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+    path, episode = _u_corridor()
+    assert goal_map.update_graph(path[:100], episode[:100]) is None  # fewer than min_positions: still none
+    assert goal_map.update_graph(path, episode) is goal_map.graph is not None
+    positions = [[0.0, 0.0], [4.0, 0.5], [2.0, 2.0], [0.6, 2.0], [0.0, 2.0]]
+    out = _proposal(goal_map, positions, goal * len(positions))
+    expected = torch.tensor([
+        [1.0, 0.0],  # along the bottom corridor, away from the goal, not through the wall
+        [4.0, 1.5],  # up the connecting corridor
+        [1.0, 2.0],  # along the top corridor
+        [0.0, 2.0],  # the goal within reach: the goal itself
+        [0.0, 2.0],  # at the goal
+    ])  # fmt: skip
+    torch.testing.assert_close(out[:, :2], expected, atol=0.15, rtol=0)
+    assert (out[:, 2:] == 0).all()
+    # the high level's action still moves the proposal, by up to max_distance
+    moved = _proposal(goal_map, positions[:1], goal, action=(0.0, -0.5))
+    torch.testing.assert_close(moved[:, :2] - out[:1, :2], torch.tensor([[0.0, -0.5]]), atol=1e-5, rtol=0)
+
+
+def test_landmark_subgoal_batch_shapes_state_dict_and_errors():
+    encoder = MLPEncoder(4, 8, num_cells=(16,), normalize=True)
+    goal_map = LandmarkSubgoal(encoder, max_distance=1.0, num_landmarks=60)
+    path, episode = _u_corridor()
+    goal_map.update_graph(torch.cat([path, torch.zeros_like(path)], -1), episode)  # full observations: positions first
+    td = TensorDict({"high_action": torch.zeros(3, 5, 2), "observation": torch.zeros(3, 5, 4),
+                     "goal_observation": torch.tensor([0.0, 2.0, 0.0, 0.0]).expand(3, 5, 4)}, [3, 5])  # fmt: skip
+    out = goal_map(td)
+    assert out["goal_proposal"].shape == (3, 5, 8) and out["subgoal_observation"].shape == (3, 5, 4)
+    torch.testing.assert_close(out["subgoal_observation"][..., 0], torch.ones(3, 5), atol=0.15, rtol=0)
+    # the graph is derived data: not in the state_dict, which loads into a fresh goal map
+    fresh = LandmarkSubgoal(MLPEncoder(4, 8, num_cells=(16,), normalize=True), max_distance=1.0)
+    assert set(goal_map.state_dict()) == set(fresh.state_dict()) == {f"encoder.{k}" for k in encoder.state_dict()}
+    fresh.load_state_dict(goal_map.state_dict())
+    assert fresh.graph is None
+    with pytest.raises(ValueError, match="num_landmarks"):
+        LandmarkSubgoal(encoder, num_landmarks=1)
+    with pytest.raises(ValueError, match="max_distance"):
+        LandmarkSubgoal(encoder, max_distance=0.0)

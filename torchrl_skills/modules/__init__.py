@@ -2,6 +2,7 @@
 from torchrl_skills.modules.encoders import ConvEncoder, MLPEncoder, ObservationSlice
 from torchrl_skills.modules.higl import (
     HIGLPolicy,
+    LandmarkSubgoal,
     RelativeSubgoal,
     ResidualLatentGoal,
     UnitGoal,
@@ -51,6 +52,7 @@ __all__ = [
     "make_transformer_actor",
     "make_goal_conditioned_critic",
     "HIGLPolicy",
+    "LandmarkSubgoal",
     "ResidualLatentGoal",
     "RelativeSubgoal",
     "UnitGoal",

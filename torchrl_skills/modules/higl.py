@@ -22,6 +22,9 @@ Goals live in the encoder's latent space. Three goal maps turn the high level's 
   rather than a 16-d sphere, and every goal it proposes is a nearby state, where the latent
   distance that rewards the low level is informative (temporal InfoNCE makes distant states
   near-orthogonal, so the reward towards a far latent is flat).
+- :class:`LandmarkSubgoal`: :class:`RelativeSubgoal` whose zero action follows the shortest route
+  to the task goal through a graph of the agent's own visited positions (landmarks), instead of
+  the straight line through walls.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from torchrl.envs import TensorDictPrimer
 from torchrl.envs.utils import ExplorationType
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 
-__all__ = ["UnitGoal", "ResidualLatentGoal", "RelativeSubgoal", "HIGLPolicy", "make_high_level_actor", "make_high_level_value"]
+__all__ = ["UnitGoal", "ResidualLatentGoal", "RelativeSubgoal", "LandmarkSubgoal", "HIGLPolicy", "make_high_level_actor", "make_high_level_value"]
 
 
 class UnitGoal(TensorDictModuleBase):
@@ -116,9 +119,9 @@ class RelativeSubgoal(TensorDictModuleBase):
     """Latent goal ``E(s_hat)`` of a nearby state: the high-level action moves the agent's position (towards the task goal).
 
     ``s_hat`` is the observation with its first ``position_dims`` entries replaced by
-    ``p + clip(g - p, max_distance) + max_distance * a`` (``p`` the position, ``g`` the task goal's
+    ``p + clip(g - p, max_distance) + action_scale * a`` (``p`` the position, ``g`` the task goal's
     position, ``clip`` shortening the vector to at most ``max_distance``; without ``toward_goal``
-    just ``p + max_distance * a``) and its other entries (velocities) set to 0, as for the task goal
+    just ``p + action_scale * a``) and its other entries (velocities) set to 0, as for the task goal
     observation. So the zero action proposes the point ``max_distance`` along the straight line to
     the goal, and the high level learns where to deviate from it (walls). ``s_hat`` is written too
     (``subgoal_key``), for plots.
@@ -128,6 +131,8 @@ class RelativeSubgoal(TensorDictModuleBase):
 
     Keyword Args:
         max_distance (float): reach of one goal, in the observation's position units. Defaults to 1.5.
+        action_scale (float, optional): how far a unit high-level action moves the proposal.
+            Defaults to ``max_distance``.
         position_dims (int): leading observation entries that are the position. Defaults to 2.
         toward_goal (bool): add the clipped direction to the task goal (needs ``goal_observation``). Defaults to ``True``.
         action_key, observation_key, goal_observation_key, out_key, subgoal_key (NestedKey): entry names.
@@ -148,6 +153,7 @@ class RelativeSubgoal(TensorDictModuleBase):
         encoder: nn.Module,
         *,
         max_distance: float = 1.5,
+        action_scale: float | None = None,
         position_dims: int = 2,
         toward_goal: bool = True,
         action_key: NestedKey = "high_action",
@@ -157,10 +163,15 @@ class RelativeSubgoal(TensorDictModuleBase):
         subgoal_key: NestedKey = "subgoal_observation",
     ) -> None:
         super().__init__()
-        if max_distance <= 0 or position_dims < 1:
-            raise ValueError(f"max_distance must be > 0 and position_dims >= 1, got {max_distance} and {position_dims}.")
+        action_scale = max_distance if action_scale is None else action_scale
+        if max_distance <= 0 or position_dims < 1 or action_scale < 0:
+            raise ValueError(
+                f"max_distance must be > 0, action_scale >= 0 and position_dims >= 1, got {max_distance}, "
+                f"{action_scale} and {position_dims}."
+            )
         self.encoder = encoder
         self.max_distance = max_distance
+        self.action_scale = action_scale
         self.position_dims = position_dims
         self.toward_goal = toward_goal
         self.in_keys = [action_key, observation_key, *([goal_observation_key] if toward_goal else [])]
@@ -170,9 +181,9 @@ class RelativeSubgoal(TensorDictModuleBase):
         p = self.position_dims
         action, observation = tensordict.get(self.in_keys[0]), tensordict.get(self.in_keys[1])
         position = observation[..., :p]
-        target = position + self.max_distance * action
+        target = position + self.action_scale * action
         if self.toward_goal:
-            to_goal = tensordict.get(self.in_keys[2])[..., :p] - position
+            to_goal = self.waypoint(position, tensordict.get(self.in_keys[2])[..., :p]) - position
             norm = to_goal.norm(dim=-1, keepdim=True)
             target = target + to_goal * (self.max_distance / norm.clamp_min(1e-6)).clamp(max=1.0)
         subgoal = torch.cat([target, torch.zeros_like(observation[..., p:])], -1)
@@ -180,6 +191,132 @@ class RelativeSubgoal(TensorDictModuleBase):
             goal = self.encoder(subgoal)
         tensordict.set(self.out_keys[1], subgoal)
         return tensordict.set(self.out_keys[0], goal)
+
+    def waypoint(self, position: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Where the zero action heads from ``position``: the task goal itself (the straight line)."""
+        return goal
+
+
+class LandmarkSubgoal(RelativeSubgoal):
+    """:class:`RelativeSubgoal` along the route to the task goal through the agent's own experience.
+
+    The zero action of :class:`RelativeSubgoal` heads straight for the task goal, through walls;
+    the high level must then learn every detour itself. Here it heads for a *landmark* on the
+    shortest route to the goal through a graph of visited positions, in the spirit of HIGL's
+    landmark-guided subgoals (Kim et al., NeurIPS 2021) and search on the replay buffer
+    (Eysenbach et al., NeurIPS 2019): :meth:`update_graph` picks landmarks among the positions the
+    agent has visited (farthest-point sampling) and joins two of them when one of its trajectories
+    went from near one to near the other within ``max_edge_steps`` steps (a
+    :class:`~torchrl_skills.envs.GraphDistanceCost`; no map of the maze is used). Among the
+    landmarks the graph reaches within ``max_distance`` of the agent's nearest one, the waypoint
+    is the one closest to the goal through the graph; when none is closer than the agent already
+    is (or before the first graph), the goal itself, as in :class:`RelativeSubgoal`. The high
+    level's action still moves the proposal by up to ``action_scale``, so it learns corrections
+    around the route rather than the route.
+
+    The graph is derived data, rebuilt from the replay buffer (call :meth:`update_graph` after
+    each collector batch and after loading a checkpoint); it is kept out of ``state_dict()``.
+
+    Args:
+        encoder (nn.Module): ``E``.
+
+    Keyword Args:
+        max_distance (float): reach of one goal, in position units. Defaults to 1.5.
+        action_scale (float, optional): how far a unit high-level action moves the proposal.
+            Defaults to ``max_distance``.
+        position_dims (int): leading observation entries that are the position. Defaults to 2.
+        num_landmarks (int): graph nodes. Defaults to 300.
+        max_edge_steps (int): two landmarks are joined when a trajectory went from near one to near
+            the other within this many steps. Defaults to 5.
+        min_positions (int): :meth:`update_graph` keeps the straight line until this many positions
+            have been seen. Defaults to ``4 * num_landmarks``.
+        action_key, observation_key, goal_observation_key, out_key, subgoal_key (NestedKey): entry names.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl_skills.modules import LandmarkSubgoal
+        >>> # experience: along y = 0 to x = 4, up to y = 2, back along y = 2 (a wall between the corridors)
+        >>> t = torch.linspace(0, 1, 200)
+        >>> path = torch.cat([torch.stack([4 * t, 0 * t], -1), torch.stack([4 + 0 * t, 2 * t], -1),
+        ...                   torch.stack([4 - 4 * t, 2 + 0 * t], -1)])
+        >>> goal_map = LandmarkSubgoal(torch.nn.Identity(), max_distance=1.0, num_landmarks=60)
+        >>> _ = goal_map.update_graph(path, torch.zeros(600, dtype=torch.long))
+        >>> td = TensorDict({"high_action": torch.zeros(1, 2), "observation": torch.tensor([[0.0, 0.0, 0.0, 0.0]]),
+        ...                  "goal_observation": torch.tensor([[0.0, 2.0, 0.0, 0.0]])}, [1])
+        >>> goal_map(td)["subgoal_observation"].round()  # along the corridor, not through the wall at y = 1
+        tensor([[1., 0., 0., 0.]])
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        max_distance: float = 1.5,
+        action_scale: float | None = None,
+        position_dims: int = 2,
+        num_landmarks: int = 300,
+        max_edge_steps: int = 5,
+        min_positions: int | None = None,
+        **keys,
+    ) -> None:
+        super().__init__(
+            encoder, max_distance=max_distance, action_scale=action_scale, position_dims=position_dims,
+            toward_goal=True, **keys,
+        )  # fmt: skip
+        if num_landmarks < 2 or max_edge_steps < 1:
+            raise ValueError(f"num_landmarks must be >= 2 and max_edge_steps >= 1, got {num_landmarks} and {max_edge_steps}.")
+        self.num_landmarks = num_landmarks
+        self.max_edge_steps = max_edge_steps
+        self.min_positions = 4 * num_landmarks if min_positions is None else min_positions
+        # Not a submodule: the graph's size follows the data, and a state_dict must load into a
+        # fresh goal map that has none yet.
+        self.__dict__["graph"] = None
+
+    @torch.no_grad()
+    def update_graph(self, positions: torch.Tensor, episode: torch.Tensor, seed: int = 0):
+        """Rebuilds the landmark graph from visited positions ``[M, P]`` in time order within each episode.
+
+        Args:
+            positions (torch.Tensor): ``[M, position_dims]`` positions (or full observations, whose
+                leading ``position_dims`` entries are used).
+            episode (torch.Tensor): ``[M]`` trajectory id of each position (e.g. the collector's
+                ``("collector", "traj_ids")``); positions of different trajectories are never joined.
+            seed (int, optional): seed of the landmark sampling. Defaults to ``0``.
+
+        Returns:
+            the :class:`~torchrl_skills.envs.GraphDistanceCost` now in use, or ``None`` while fewer
+            than ``min_positions`` positions have been seen.
+        """
+        from torchrl_skills.envs.graph_cost import GraphDistanceCost  # envs import modules: no cycle at import time
+
+        positions = torch.as_tensor(positions)[..., : self.position_dims].reshape(-1, self.position_dims)
+        if positions.shape[0] < max(self.min_positions, self.num_landmarks):
+            return self.graph
+        self.__dict__["graph"] = GraphDistanceCost.from_trajectories(
+            positions.float(), torch.as_tensor(episode).reshape(-1).to(positions.device),
+            num_nodes=self.num_landmarks, max_edge_steps=self.max_edge_steps, seed=seed,
+        )  # fmt: skip
+        return self.graph
+
+    def waypoint(self, position: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        graph = self.graph
+        if graph is None:
+            return goal
+        if graph.nodes.device != position.device:
+            graph = graph.to(position.device)
+            self.__dict__["graph"] = graph
+        batch = position.shape[:-1]
+        here, there = position.reshape(-1, self.position_dims), goal.expand_as(position).reshape(-1, self.position_dims)
+        distances = graph.distances
+        # landmarks the graph reaches within one goal's reach of the agent's nearest landmark
+        reachable = distances[graph.node_index(here)] <= self.max_distance  # [B, N]
+        # each landmark's distance to the goal: the straight line near it, the graph elsewhere
+        to_goal = torch.maximum(torch.cdist(there, graph.nodes), distances[:, graph.node_index(there)].T)
+        best, index = to_goal.masked_fill(~reachable, float("inf")).min(-1)
+        closer = best < graph.distance(here, there)
+        waypoint = torch.where(closer.unsqueeze(-1), graph.nodes[index], there)
+        return waypoint.reshape(*batch, self.position_dims)
 
 
 class HIGLPolicy(TensorDictModuleBase):
