@@ -169,6 +169,8 @@ def parse_args(argv=None):
     p.add_argument("--high-algo", default="ppo", choices=["ppo", "reinforce"], help="high-level learner")
     p.add_argument("--ppo-epochs", type=positive_int, default=4, help="PPO epochs per collector batch")
     p.add_argument("--high-extrinsic-coef", type=float, default=10.0, help="high-level reward: weight of the task return")
+    p.add_argument("--high-action-cost", type=float, default=0.0,
+                   help="high-level reward: minus this times ||a||^2 (the correction to the proposed route)")
     p.add_argument("--high-progress-coef", type=float, default=1.0,
                    help="high-level reward: weight of the latent progress towards E(goal)")
     p.add_argument("--extrinsic-coef", type=float, default=10.0, help="low-level reward: weight of the task reward")
@@ -362,7 +364,8 @@ class HIGLAgent:
         self.high_loss = make_high_level_loss(high_actor, high_value, algo=args.high_algo, gamma=args.gamma, k=k)
         self.high_optim = torch.optim.Adam(self.high_loss.parameters(), lr=args.lr)
         self.high_reward = HighLevelReward(
-            self.encoder, extrinsic_coef=args.high_extrinsic_coef, progress_coef=args.high_progress_coef
+            self.encoder, extrinsic_coef=args.high_extrinsic_coef, progress_coef=args.high_progress_coef,
+            action_cost=args.high_action_cost,
         )
         self.rb = make_window_replay_buffer(args.buffer_size, relabel.slice_len, args.batch_size, device=device)
         self.modules = {"loss": self.loss, "optim": self.optim, "high_loss": self.high_loss, "high_optim": self.high_optim,

@@ -14,6 +14,7 @@ from torchrl_skills.envs.hierarchical import high_level_transitions
 from torchrl_skills.modules import (
     HIGLPolicy,
     LandmarkSubgoal,
+    RelativeSubgoal,
     MLPEncoder,
     ResidualLatentGoal,
     SkillMIEstimator,
@@ -170,6 +171,13 @@ def test_high_level_reward_and_latent_progress_by_hand():
     HighLevelReward(encoder, extrinsic_coef=3.0, progress_coef=2.0)(td)
     torch.testing.assert_close(td["next", "reward"], 3.0 + 2.0 * expected)
     torch.testing.assert_close(td["next", "extrinsic_reward"], torch.ones(5, 1))
+    # the correction pays for itself: minus action_cost * ||a||^2
+    td = TensorDict({"observation": s, "goal_observation": g, "high_action": torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.0, -0.5], [1.0, 1.0]]),
+                     "next": {"observation": s2, "reward": torch.ones(5, 1)}}, [5])  # fmt: skip
+    HighLevelReward(encoder, extrinsic_coef=3.0, progress_coef=2.0, action_cost=0.5)(td)
+    torch.testing.assert_close(td["next", "reward"], 3.0 + 2.0 * expected - 0.5 * torch.tensor([[0.0], [1.0], [1.0], [0.25], [2.0]]))
+    with pytest.raises(ValueError, match="action_cost"):
+        HighLevelReward(encoder, action_cost=-1.0)
 
 
 def test_low_level_learns_to_reach_nearby_latent_goals():
@@ -338,3 +346,16 @@ def test_landmark_subgoal_batch_shapes_state_dict_and_errors():
         LandmarkSubgoal(encoder, num_landmarks=1)
     with pytest.raises(ValueError, match="max_distance"):
         LandmarkSubgoal(encoder, max_distance=0.0)
+
+
+def test_relative_subgoal_action_scale():
+    """``action_scale`` sets how far the high-level action moves the goal; 0 ignores the action (the route alone)."""
+    position, goal = [[0.0, 0.0]], [[4.0, 0.0]]
+    default = RelativeSubgoal(nn.Identity(), max_distance=1.0)
+    torch.testing.assert_close(_proposal(default, position, goal, action=(0.0, 0.5)), torch.tensor([[1.0, 0.5, 0.0, 0.0]]))
+    half = RelativeSubgoal(nn.Identity(), max_distance=1.0, action_scale=0.2)
+    torch.testing.assert_close(_proposal(half, position, goal, action=(0.0, 0.5)), torch.tensor([[1.0, 0.1, 0.0, 0.0]]))
+    half.action_scale = 0.0
+    torch.testing.assert_close(_proposal(half, position, goal, action=(0.7, -0.9)), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="action_scale"):
+        RelativeSubgoal(nn.Identity(), action_scale=-1.0)

@@ -205,7 +205,7 @@ def latent_progress(
 
 
 class HighLevelReward(TensorDictModuleBase):
-    """The high level's reward: ``extrinsic_coef * task return + progress_coef * latent progress to E(goal)``.
+    """The high level's reward: ``extrinsic_coef * task return + progress_coef * latent progress to E(goal) - action_cost * ||a||^2``.
 
     The seed rewards the high level with the task return collected while a goal is pursued;
     with a sparse task that is zero until the first success. The latent progress
@@ -218,11 +218,16 @@ class HighLevelReward(TensorDictModuleBase):
     Keyword Args:
         extrinsic_coef (float): weight of the segment's task return. Defaults to 1.0.
         progress_coef (float): weight of the latent progress. Defaults to 1.0.
+        action_cost (float): weight of the squared norm of the high-level action ``a``: with
+            :class:`~torchrl_skills.modules.RelativeSubgoal` and
+            :class:`~torchrl_skills.modules.LandmarkSubgoal`, the correction to the proposed
+            route, which then has to pay for itself. Defaults to 0.0.
         observation_key (NestedKey): observation at the start (root) and end (under ``"next"``)
             of a high-level step. Defaults to ``"observation"``.
         goal_observation_key (NestedKey): the task goal as an observation. Defaults to ``"goal_observation"``.
         reward_key (NestedKey): read (task return) and overwritten under ``"next"``; the task return
             is kept in ``("next", "extrinsic_reward")``. Defaults to ``"reward"``.
+        action_key (NestedKey): the high-level action (read when ``action_cost > 0``). Defaults to ``"high_action"``.
 
     Examples:
         >>> import torch
@@ -240,16 +245,24 @@ class HighLevelReward(TensorDictModuleBase):
         *,
         extrinsic_coef: float = 1.0,
         progress_coef: float = 1.0,
+        action_cost: float = 0.0,
         observation_key: NestedKey = "observation",
         goal_observation_key: NestedKey = "goal_observation",
         reward_key: NestedKey = "reward",
+        action_key: NestedKey = "high_action",
     ) -> None:
         super().__init__()
+        if action_cost < 0:
+            raise ValueError(f"action_cost must be >= 0, got {action_cost}.")
         self.encoder = encoder
         self.extrinsic_coef = extrinsic_coef
         self.progress_coef = progress_coef
-        self.keys = dict(observation=observation_key, goal_observation=goal_observation_key, reward=reward_key)
+        self.action_cost = action_cost
+        self.keys = dict(observation=observation_key, goal_observation=goal_observation_key, reward=reward_key,
+                         action=action_key)  # fmt: skip
         self.in_keys = [observation_key, ("next", observation_key), goal_observation_key, ("next", reward_key)]
+        if action_cost:
+            self.in_keys.append(action_key)
         self.out_keys = [("next", reward_key), ("next", "extrinsic_reward")]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -262,6 +275,8 @@ class HighLevelReward(TensorDictModuleBase):
                 tensordict.get(k["goal_observation"]),
             )  # fmt: skip
             reward = reward + self.progress_coef * progress
+        if self.action_cost:
+            reward = reward - self.action_cost * tensordict.get(k["action"]).pow(2).sum(-1, keepdim=True)
         tensordict.set(("next", "extrinsic_reward"), extrinsic)
         return tensordict.set(("next", k["reward"]), reward)
 
