@@ -30,8 +30,8 @@ Settings are chosen on validation goals of our own (``--validate``), never the 5
         --episodes-per-task 50 --device cuda --num-workers 8               # the paper's setting
 
 Measured on 2 CPU cores (``--full --train-steps 6000 --episodes-per-task 50``, CPU preset): success
-0.94 on medium, 0.76 on large and 0.42 on giant (seeds 0, 1 each); OGBench's HIQL: 0.96 / 0.91
-/ 0.65. See the README for the per-task numbers, wall times and what limits them.
+0.93 on medium (seeds 0-2), 0.76 on large and 0.42 on giant (seeds 0, 1); OGBench's HIQL: 0.96 /
+0.91 / 0.65. See the README for the per-task numbers, wall times and what limits them.
 """
 from __future__ import annotations
 
