@@ -221,16 +221,13 @@ class LandmarkSubgoal(RelativeSubgoal):
         encoder (nn.Module): ``E``.
 
     Keyword Args:
-        max_distance (float): reach of one goal, in position units. Defaults to 1.5.
-        action_scale (float, optional): how far a unit high-level action moves the proposal.
-            Defaults to ``max_distance``.
-        position_dims (int): leading observation entries that are the position. Defaults to 2.
         num_landmarks (int): graph nodes. Defaults to 300.
         max_edge_steps (int): two landmarks are joined when a trajectory went from near one to near
             the other within this many steps. Defaults to 5.
         min_positions (int): :meth:`update_graph` keeps the straight line until this many positions
             have been seen. Defaults to ``4 * num_landmarks``.
-        action_key, observation_key, goal_observation_key, out_key, subgoal_key (NestedKey): entry names.
+        **kwargs: the other keyword arguments of :class:`RelativeSubgoal` (``max_distance``,
+            ``action_scale``, ``position_dims`` and the entry names).
 
     Examples:
         >>> import torch
@@ -252,18 +249,12 @@ class LandmarkSubgoal(RelativeSubgoal):
         self,
         encoder: nn.Module,
         *,
-        max_distance: float = 1.5,
-        action_scale: float | None = None,
-        position_dims: int = 2,
         num_landmarks: int = 300,
         max_edge_steps: int = 5,
         min_positions: int | None = None,
-        **keys,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            encoder, max_distance=max_distance, action_scale=action_scale, position_dims=position_dims,
-            toward_goal=True, **keys,
-        )  # fmt: skip
+        super().__init__(encoder, toward_goal=True, **kwargs)
         if num_landmarks < 2 or max_edge_steps < 1:
             raise ValueError(f"num_landmarks must be >= 2 and max_edge_steps >= 1, got {num_landmarks} and {max_edge_steps}.")
         self.num_landmarks = num_landmarks
@@ -308,13 +299,14 @@ class LandmarkSubgoal(RelativeSubgoal):
             self.__dict__["graph"] = graph
         batch = position.shape[:-1]
         here, there = position.reshape(-1, self.position_dims), goal.expand_as(position).reshape(-1, self.position_dims)
-        distances = graph.distances
+        distances, node_here, node_there = graph.distances, graph.node_index(here), graph.node_index(there)
         # landmarks the graph reaches within one goal's reach of the agent's nearest landmark
-        reachable = distances[graph.node_index(here)] <= self.max_distance  # [B, N]
+        reachable = distances[node_here] <= self.max_distance  # [B, N]
         # each landmark's distance to the goal: the straight line near it, the graph elsewhere
-        to_goal = torch.maximum(torch.cdist(there, graph.nodes), distances[:, graph.node_index(there)].T)
+        # (GraphDistanceCost.distance, with the node lookups done once)
+        to_goal = torch.maximum(torch.cdist(there, graph.nodes), distances[:, node_there].T)
         best, index = to_goal.masked_fill(~reachable, float("inf")).min(-1)
-        closer = best < graph.distance(here, there)
+        closer = best < torch.maximum((here - there).norm(dim=-1), distances[node_here, node_there])
         waypoint = torch.where(closer.unsqueeze(-1), graph.nodes[index], there)
         return waypoint.reshape(*batch, self.position_dims)
 
