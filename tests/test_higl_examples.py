@@ -45,8 +45,8 @@ def test_pointmaze_example_end_to_end_and_resume(tmp_path):
 
 @pytest.mark.parametrize(
     "options",
-    [["--goal-space", "residual"], ["--goal-space", "sphere"], ["--goal-space", "landmark", "--landmarks", "10"],
-     ["--encoder-input", "position", "--critic-window"]],
+    [["--goal-space", "residual"], ["--goal-space", "sphere"], ["--goal-space", "relative"],
+     ["--landmarks", "10", "--high-action-scale", "1.0"], ["--encoder-input", "position", "--critic-window"]],
 )
 def test_pointmaze_example_other_designs(tmp_path, options):
     pytest.importorskip("gymnasium_robotics")
@@ -58,6 +58,18 @@ def test_pointmaze_example_other_designs(tmp_path, options):
         "--k", "4", "--seeds", "0", "--out-dir", str(tmp_path), "--logger", "none",
     ])  # fmt: skip
     assert results["runs"][0]["updates"] > 0
+
+
+def test_pointmaze_high_action_scale_defaults_per_goal_space():
+    pytest.importorskip("gymnasium_robotics")
+    example = _load("higl_pointmaze")
+    default = example.parse_args([])
+    assert default.goal_space == "landmark" and default.high_action_scale == 0.0  # the route alone
+    relative = example.parse_args(["--goal-space", "relative", "--subgoal-distance", "1.2"])
+    assert relative.high_action_scale == 1.2  # the straight line needs the correction
+    assert example.parse_args(["--high-action-scale", "0.5"]).high_action_scale == 0.5
+    with pytest.raises(SystemExit):
+        example.parse_args(["--high-action-scale", "-1"])
 
 
 def test_carracing_example_end_to_end(tmp_path):
