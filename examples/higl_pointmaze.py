@@ -165,7 +165,7 @@ def parse_args(argv=None):
     p.add_argument("--landmarks", type=positive_int, default=300, help="landmark: graph nodes among visited positions")
     p.add_argument("--landmark-edge-steps", type=positive_int, default=5,
                    help="landmark: join two landmarks a trajectory went between within this many steps")
-    p.add_argument("--subgoal-distance", type=positive_float, default=1.5, help="relative: reach of one goal (m; cells are 1 m)")
+    p.add_argument("--subgoal-distance", type=positive_float, default=1.5, help="landmark, relative: reach of one goal (m; cells are 1 m)")
     p.add_argument("--high-action-scale", type=float, default=None,
                    help="landmark, relative: how far (m) a unit high-level action moves the goal off the route (default: "
                         "0 for landmark, the route alone, since the learned correction cost success on the validation "
