@@ -43,6 +43,7 @@ exactly; the environments restart with fresh episodes.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -51,7 +52,18 @@ import torch
 from tqdm import tqdm
 
 from torchrl.collectors import Collector
-from torchrl.envs import CatFrames, Compose, GrayScale, PermuteTransform, Resize, RewardSum, ToTensorImage, TransformedEnv
+from torchrl.data import Bounded
+from torchrl.envs import (
+    CatFrames,
+    Compose,
+    GrayScale,
+    PermuteTransform,
+    Resize,
+    RewardSum,
+    ToTensorImage,
+    Transform,
+    TransformedEnv,
+)
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SACLoss, SoftUpdate
 from torchrl.record.loggers import get_logger
@@ -76,6 +88,7 @@ from torchrl_skills.utils import (
     UserError,
     check_finite_loss,
     load_checkpoint,
+    load_module_state,
     load_replay_buffer_state,
     non_negative_int,
     positive_float,
@@ -137,6 +150,13 @@ def parse_args(argv=None):
     p.add_argument("--grayscale", action="store_true", help="one grey channel instead of RGB (float pixels)")
     p.add_argument("--resize", type=positive_int, default=None, help="resize frames to N x N (None: 96 x 96; needs torchvision)")
     p.add_argument("--frame-stack", type=positive_int, default=1, help="frames stacked on the channels")
+    p.add_argument("--pool", type=positive_int, default=2,
+                   help="the encoders average-pool frames by this factor first (2: 96 x 96 read as 48 x 48; 1: full size)")
+    p.add_argument("--throttle", action=argparse.BooleanOptionalAction, default=True,
+                   help="the agent acts [steer, throttle] (throttle > 0: gas, < 0: brake; ThrottleAction) instead of "
+                        "CarRacing's [steer, gas, brake]")
+    p.add_argument("--encoder-critic-grad", action=argparse.BooleanOptionalAction, default=False,
+                   help="the SAC losses also train the encoder (LatentWindowRelabel(detach_encoder=False)), next to InfoNCE")
     p.add_argument("--eval-every", type=positive_int, default=5_000, help="env steps between evaluations")
     p.add_argument("--eval-episodes", type=positive_int, default=8, help="deterministic episodes per evaluation, side by side")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
@@ -180,10 +200,39 @@ def pixel_shape(args):
     return ((1 if args.grayscale else 3) * args.frame_stack, side, side)
 
 
-def make_env(args, num_envs, seeds, policy: HIGLPolicy | None = None):
-    """``num_envs`` cars side by side; with ``policy`` also the frame window, the episode flags and the goal state."""
+class ThrottleAction(Transform):
+    """The agent's ``[steer, throttle]`` in ``[-1, 1]^2`` -> CarRacing's ``[steer, gas, brake]``.
+
+    ``gas = max(throttle, 0)``, ``brake = max(-throttle, 0)``: gas and brake never act together.
+    In CarRacing's own action space the mean of a fresh tanh-Gaussian policy is half gas and half
+    brake, a car that barely moves (the former CPU default's deterministic policy still drove
+    with gas 0.47 and brake 0.48 after 4800 updates); here it is coasting, and half of the
+    random actions drive.
+    """
+
+    def __init__(self, action_key="action"):
+        super().__init__(in_keys_inv=[action_key], out_keys_inv=[action_key])
+
+    def _inv_apply_transform(self, action: torch.Tensor) -> torch.Tensor:
+        steer, throttle = action[..., :1], action[..., 1:2]
+        return torch.cat([steer, throttle.clamp(min=0), (-throttle).clamp(min=0)], dim=-1)
+
+    def transform_action_spec(self, action_spec):
+        key = self.in_keys_inv[0]
+        spec = action_spec[key]
+        action_spec[key] = Bounded(-1.0, 1.0, shape=(*spec.shape[:-1], 2), dtype=spec.dtype, device=spec.device)
+        return action_spec
+
+
+def make_env(args, num_envs, seeds, policy: HIGLPolicy | None = None, native_actions: bool = False):
+    """``num_envs`` cars side by side; with ``policy`` also the frame window, the episode flags and the goal state.
+
+    ``native_actions=True`` keeps CarRacing's ``[steer, gas, brake]`` even with ``--throttle``
+    (the random-action reference acts there).
+    """
     env = BatchedGymEnv("CarRacing-v3", num_envs, seeds=seeds, max_episode_steps=args.max_episode_steps)
-    env = TransformedEnv(env, Compose(*pixel_transforms(args)))
+    throttle = [ThrottleAction()] if args.throttle and not native_actions else []
+    env = TransformedEnv(env, Compose(*throttle, *pixel_transforms(args)))
     if policy is not None:
         env = make_higl_env(env, policy, args.seq_len, in_key=PIX, obs_ndim=3)
     return env
@@ -213,19 +262,20 @@ class HIGLAgent:
         self.args = args
         L, d, k = args.seq_len, args.latent_dim, args.k
         shape = pixel_shape(args)
-        self.encoder = ConvEncoder(shape, d, normalize=True).to(device)
+        self.encoder = ConvEncoder(shape, d, normalize=True, pool=args.pool).to(device)
         actor = make_transformer_actor(spec, d, d, L, d_model=args.d_model, dim_feedforward=2 * args.d_model).to(device)
         critic = make_goal_conditioned_critic(d, spec.shape[-1], d, num_cells=(256, 256)).to(device)
         # the high level has its own small convolutional trunk: CarRacing has no task goal to condition on
-        high_actor = make_high_level_actor([PIX], 32, d, num_cells=(64,), backbone=ConvEncoder(shape, 32)).to(device)
-        high_value = make_high_level_value([PIX], 32, num_cells=(64,), backbone=ConvEncoder(shape, 32)).to(device)
+        high_actor = make_high_level_actor([PIX], 32, d, num_cells=(64,), backbone=ConvEncoder(shape, 32, pool=args.pool))
+        high_value = make_high_level_value([PIX], 32, num_cells=(64,), backbone=ConvEncoder(shape, 32, pool=args.pool))
+        high_actor, high_value = high_actor.to(device), high_value.to(device)
         self.policy = HIGLPolicy(self.encoder, high_actor, actor, goal_dim=d, k=k)  # goal = normalize(a)
 
         sac = SACLoss(actor, critic, num_qvalue_nets=2, alpha_init=args.alpha_init, action_spec=spec)
         sac.make_value_estimator(gamma=args.gamma)
         relabel = LatentWindowRelabel(
             self.encoder, L, observation_key=PIX, extrinsic_coef=args.extrinsic_coef, latent_coef=args.latent_coef,
-            goal_relabel_prob=args.goal_relabel_prob, relabel_horizon=k,
+            goal_relabel_prob=args.goal_relabel_prob, relabel_horizon=k, detach_encoder=not args.encoder_critic_grad,
         )  # fmt: skip
         contrastive = TemporalContrastiveLoss(self.encoder, similarity="cosine", temperature=args.temperature)
         self.loss = HIGLLoss(relabel, sac, contrastive, positive_offset=k, observation_key=PIX)
@@ -301,13 +351,15 @@ def train(args, out: OutputDir, device):
         for name, module in agent.modules.items():
             if name == "rb":
                 load_replay_buffer_state(module, ck[name])
+            elif isinstance(module, torch.nn.Module):  # refuses another code's networks (see load_module_state)
+                load_module_state(module, ck[name], name)
             else:
                 module.load_state_dict(ck[name])
         state = ck["state"]
         set_rng_state(ck["rng"])
     resume_logger(logger, state["steps"])  # what a stopped run logged after its checkpoint is logged again
     if state["random_return"] is None:  # the reference line: random actions on the evaluation tracks
-        env = make_env(args, args.eval_episodes, eval_seeds(args))
+        env = make_env(args, args.eval_episodes, eval_seeds(args), native_actions=True)
         rollout, _ = rollout_side_by_side(env, lambda td: td.set("action", env.action_spec.rand()), args.max_episode_steps)
         env.close()
         state["random_return"] = float(rollout["next", "reward"].sum(-2).mean())

@@ -49,6 +49,7 @@ from torchrl_skills.modules.direction_expert import (
 from torchrl_skills.utils import (
     ArgumentParser,
     load_checkpoint,
+    load_module_state,
     resolve_device,
     resume_logger,
     rng_state,
@@ -165,7 +166,7 @@ frames, updates = 0, 0
 history = {"eval_step": [], "eval_speed": [], "train_step": [], "train_return": []}
 if args.resume:
     state = load_checkpoint(ckpt_path, map_location=device)
-    loss_fn.load_state_dict(state["loss"])
+    load_module_state(loss_fn, state["loss"], "SAC loss")  # refuses another code's networks
     optimizer.load_state_dict(state["optimizer"])
     buffer.extend(state["buffer"])
     frames, updates, history = state["frames"], state["updates"], state["history"]

@@ -34,6 +34,7 @@ from torchrl_skills.utils import (
     UserError,
     check_finite_loss,
     load_checkpoint,
+    load_module_state,
     positive_int,
     run_cli,
     save_checkpoint,
@@ -213,6 +214,29 @@ def test_checkpoint_format_version_and_damaged_files(tmp_path):
         load_checkpoint(tmp_path / "list.pt")
     with pytest.raises(FileNotFoundError, match="No checkpoint at"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_load_module_state_refuses_other_networks_that_tensordict_would_accept():
+    from tensordict import TensorDict
+    from tensordict.nn import TensorDictParams
+
+    class Loss(torch.nn.Module):  # holds its network's parameters as TorchRL's losses do
+        def __init__(self, net):
+            super().__init__()
+            self.actor_params = TensorDictParams(TensorDict.from_module(net))
+
+    built = Loss(torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(2, 3))))
+    other_code = {"actor_params.0.mlp.weight": torch.ones(3, 2), "actor_params.0.mlp.bias": torch.ones(3)}
+    before = built.actor_params["0", "0", "weight"].clone()
+    built.load_state_dict(other_code)  # the tensordict bug worked around: no error, nothing loaded
+    assert torch.equal(built.actor_params["0", "0", "weight"], before)
+    with pytest.raises(CheckpointError, match=r"actor does not match .*missing \['actor_params.0.0.bias'"):
+        load_module_state(built, other_code, "actor")
+    with pytest.raises(CheckpointError, match="other shapes"):
+        load_module_state(built, {"actor_params.0.0.weight": torch.ones(4, 2), "actor_params.0.0.bias": torch.ones(3)})
+    same = {"actor_params.0.0.weight": torch.ones(3, 2), "actor_params.0.0.bias": torch.zeros(3)}
+    load_module_state(built, same, "actor")
+    assert torch.equal(built.actor_params["0", "0", "weight"], torch.ones(3, 2))
 
 
 _SAVER = """

@@ -78,6 +78,25 @@ def test_grid_lookup_matches_exact_nearest_node():
     assert cost.node_index(torch.tensor([[1e6, -1e6]])).shape == (1,)
 
 
+def test_from_trajectories_builds_the_lookup_grid_once(monkeypatch):
+    import torchrl_skills.envs.graph_cost as graph_cost
+
+    built = []
+    original = graph_cost._NearestNodeGrid.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(graph_cost._NearestNodeGrid, "__init__", counting_init)
+    path = _u_corridor()
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=80)
+    assert len(built) == 1
+    # the kept grid is the one the constructor builds from the same nodes
+    again = GraphDistanceCost(cost.nodes, cost.distances)
+    assert torch.equal(again.grid_node, cost.grid_node) and again.resolution == cost.resolution
+
+
 def test_state_indices_and_batch_shapes():
     path = _u_corridor(100)
     cost = GraphDistanceCost.from_trajectories(

@@ -183,6 +183,20 @@ def test_conv_encoder_scaling_and_errors():
         MLPEncoder(4, 2)(torch.zeros(3, 5))
 
 
+def test_conv_encoder_pool_reads_the_average_pooled_frame():
+    pooled = ConvEncoder((3, 96, 96), latent_dim=8, pool=2)
+    small = ConvEncoder((3, 48, 48), latent_dim=8)
+    assert pooled.fc.in_features == small.fc.in_features  # 48 x 48 after the pooling
+    with torch.no_grad():  # same weights on both: the pooled encoder is the small one on 2x2 means
+        for p, q in zip(pooled.parameters(), small.parameters()):
+            q.copy_(p)
+    pix = torch.randint(0, 256, (4, 3, 96, 96), dtype=torch.uint8)
+    by_hand = torch.nn.functional.avg_pool2d(pix.float() / 255, 2)
+    torch.testing.assert_close(pooled(pix), small(by_hand))
+    with pytest.raises(ValueError, match="pool"):
+        ConvEncoder(pool=0)
+
+
 def test_transformer_policy_shapes_and_errors():
     net = TransformerPolicy(latent_dim=4, goal_dim=3, out_features=2, seq_len=5, d_model=16)
     assert net(torch.randn(2, 7, 5, 4), torch.randn(2, 7, 3)).shape == (2, 7, 2)

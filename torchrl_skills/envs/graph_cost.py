@@ -151,6 +151,8 @@ class GraphDistanceCost(nn.Module):
         resolution: float | None = None,
         margin: float | None = None,
         support_radius: float = 0.0,
+        *,
+        _grid: _NearestNodeGrid | None = None,
     ):
         super().__init__()
         nodes = torch.as_tensor(nodes, dtype=torch.float32)
@@ -179,7 +181,7 @@ class GraphDistanceCost(nn.Module):
         labels = torch.where(finite, torch.arange(nodes.shape[0], device=nodes.device), nodes.shape[0]).amin(-1)
         self.num_components = int(labels.unique().numel())
 
-        grid = _NearestNodeGrid(nodes, resolution, margin)
+        grid = _grid if _grid is not None else _NearestNodeGrid(nodes, resolution, margin)
         self.register_buffer("grid_node", grid.node)
         self.register_buffer("grid_low", grid.low)
         self.register_buffer("grid_shape", grid.shape)
@@ -234,7 +236,8 @@ class GraphDistanceCost(nn.Module):
         if positions.shape[0] > max_points:
             pool = positions[torch.randperm(positions.shape[0], generator=generator)[:max_points].to(positions.device)]
         nodes = pool[_farthest_point_sampling(pool, num_nodes, generator)]
-        node_of = _NearestNodeGrid(nodes, kwargs.get("resolution"), kwargs.get("margin"))(positions)
+        grid = _NearestNodeGrid(nodes, kwargs.get("resolution"), kwargs.get("margin"))  # built once, kept by the cost
+        node_of = grid(positions)
         if "support_radius" not in kwargs:
             # A high percentile, not the maximum: a few stray positions (an ant flipped over, a
             # position jump between stitched segments) must not widen the support for everyone.
@@ -255,7 +258,7 @@ class GraphDistanceCost(nn.Module):
         weights[src, dst] = (nodes[src] - nodes[dst]).norm(dim=-1)
         if symmetric:
             weights = torch.minimum(weights, weights.T)
-        return cls(nodes, _all_pairs_shortest_paths(weights), **kwargs)
+        return cls(nodes, _all_pairs_shortest_paths(weights), **kwargs, _grid=grid)
 
     @classmethod
     def from_dataset(

@@ -24,6 +24,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "save_checkpoint",
     "load_checkpoint",
+    "load_module_state",
     "rng_state",
     "set_rng_state",
 ]
@@ -146,6 +147,50 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             )
         )
     return checkpoint
+
+
+def load_module_state(module: torch.nn.Module, state_dict: dict[str, Any], what: str = "module") -> None:
+    """``module.load_state_dict(state_dict)`` that refuses a checkpoint of other networks.
+
+    Works around a tensordict bug (0.14): a loss holding its networks' parameters in a
+    :class:`~tensordict.nn.TensorDictParams` (every TorchRL loss: ``actor_network_params``, ...)
+    compares key sets at the top level only, so a state dict whose keys differ deeper down
+    (``module.0.module.mlp.0.weight`` against ``module.0.module.0.module.0.weight``: the same
+    network built by other code) loads with "All keys matched successfully" and leaves every
+    parameter as it was. A resumed run then continues silently from fresh networks. Here the
+    flat key sets and shapes are compared first, and a mismatch raises one
+    :class:`CheckpointError` naming the module, a few keys and what to do.
+
+    Args:
+        module (torch.nn.Module): the module (or optimizer-free loss) to load into.
+        state_dict (dict): what ``module.state_dict()`` saved.
+        what (str): the module's name in the message. Defaults to ``"module"``.
+
+    Examples:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(2, 3))
+        >>> load_module_state(net, nn.Sequential(nn.Linear(2, 3)).state_dict(), "net")
+        >>> load_module_state(net, {"mlp.0.weight": net[0].weight, "mlp.0.bias": net[0].bias}, "net")
+        Traceback (most recent call last):
+        ...
+        torchrl_skills.utils.checkpoint.CheckpointError: The checkpoint's net does not match the one built here ...
+    """
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    reshaped = sorted(
+        key for key in set(expected) & set(state_dict)
+        if hasattr(state_dict[key], "shape") and tuple(state_dict[key].shape) != tuple(expected[key].shape)
+    )  # fmt: skip
+    if missing or unexpected or reshaped:
+        parts = [f"{name} {keys[:3]}{' ...' if len(keys) > 3 else ''}" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("other shapes", reshaped)) if keys]  # fmt: skip
+        raise CheckpointError(
+            f"The checkpoint's {what} does not match the one built here ({'; '.join(parts)}): it was written by "
+            "other code or other network sizes. Resume with the flags and package version that wrote it, or start "
+            "a new run without --resume."
+        )
+    module.load_state_dict(state_dict)
 
 
 def rng_state() -> dict[str, Any]:
