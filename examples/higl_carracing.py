@@ -16,15 +16,21 @@ The same package parts as ``higl_pointmaze.py``, on pixels:
 
 Pixels: CarRacing renders 96x96x3 ``uint8`` frames. By default they stay ``uint8`` and are only
 permuted to channels-first (torchrl ``PermuteTransform``), so the replay buffer stores bytes and
-``ConvEncoder`` scales them to [0, 1] exactly once. Options: ``--grayscale`` / ``--resize N``
+``ConvEncoder`` scales them to [0, 1] exactly once, after average-pooling them by ``--pool`` (2:
+48 x 48, about 5x cheaper than full size). Options: ``--grayscale`` / ``--resize N``
 (torchrl ``ToTensorImage`` + ``GrayScale`` / ``Resize``, float pixels) and ``--frame-stack N``
 (``CatFrames`` on channels).
 
-Every evaluation runs ``--eval-episodes`` deterministic episodes side by side on fixed episode
-seeds (the same tracks at every evaluation); uniformly random actions are measured on the same
-tracks once per run, as the reference line of the curve.
+Actions: by default the agent acts ``[steer, throttle]`` and ``ThrottleAction`` turns a positive
+throttle into gas and a negative one into brake (``--no-throttle``: CarRacing's own ``[steer,
+gas, brake]``, where a fresh policy's mean action is half gas and half brake, a car that barely
+moves).
 
-CPU default (one seed, 20k env steps, 250-step episodes; 34 min on 2 cores, results in the README)::
+Every evaluation runs ``--eval-episodes`` deterministic episodes side by side on fixed episode
+seeds (the same tracks at every evaluation); uniformly random actions (in CarRacing's own action
+space) are measured on the same tracks once per run, as the reference line of the curve.
+
+CPU default (one seed, 20k env steps, 250-step episodes; 16 min on one core, results in the README)::
 
     python examples/higl_carracing.py
 
