@@ -54,6 +54,7 @@ from torchrl_skills.utils import (
     positive_int,
     run_cli,
     seed_everything,
+    state_dict_mismatch,
 )
 
 EXAMPLE = Path(__file__).resolve().with_name("higl_pointmaze.py")
@@ -113,36 +114,20 @@ def load_agent(run_dir: Path, seed: int):
     # SACLoss registers its target-entropy buffer on first use (its own load_state_dict does it,
     # a parent's does not): create it so that the saved one loads.
     agent.loss.sac_loss.target_entropy
-    misfit = "; ".join(filter(None, (_misfit(name, getattr(agent, name), ck.get(name)) for name in ("loss", "high_loss"))))
-    try:
-        if not misfit:
-            agent.loss.load_state_dict(ck["loss"])
-            agent.high_loss.load_state_dict(ck["high_loss"])
-    except (KeyError, RuntimeError, ValueError) as err:
-        misfit = " ".join(str(err).split())[:200]
+    # compared flat: TorchRL losses would load other networks silently (see load_module_state)
+    misfit = "; ".join(f"{name}: {m}" for name in ("loss", "high_loss")
+                       if (m := state_dict_mismatch(getattr(agent, name), ck.get(name) or {})))  # fmt: skip
     if misfit:  # e.g. a run of an older examples/higl_pointmaze.py
         raise CheckpointError(
             f"{ckpt_path} does not fit the agent that examples/higl_pointmaze.py builds from the configuration in "
             f"{results_path} ({misfit}); retrain with the current example."
         )
+    agent.loss.load_state_dict(ck["loss"])
+    agent.high_loss.load_state_dict(ck["high_loss"])
     if args.goal_space == "landmark":  # its landmarks come from the replay the run saved
         example.load_replay_buffer_state(agent.rb, ck["rb"])
         agent.refresh()
     return example, agent, args
-
-
-def _misfit(name: str, module: torch.nn.Module, saved: dict | None) -> str:
-    """What keeps ``saved`` from loading into ``module``, in a few words ("" if nothing)."""
-    if not isinstance(saved, dict):
-        return f"no '{name}' entry"
-    own = module.state_dict()
-    missing, unexpected = sorted(own.keys() - saved.keys()), sorted(saved.keys() - own.keys())
-    shapes = [f"{key} {list(saved[key].shape)} saved, {list(own[key].shape)} built" for key in own.keys() & saved.keys()
-              if isinstance(own[key], torch.Tensor) and own[key].shape != getattr(saved[key], "shape", None)]  # fmt: skip
-    parts = [f"{len(missing)} missing entries, e.g. {missing[0]}" if missing else "",
-             f"{len(unexpected)} unexpected entries, e.g. {unexpected[0]}" if unexpected else "",
-             f"{len(shapes)} entries of another shape, e.g. {sorted(shapes)[0]}" if shapes else ""]  # fmt: skip
-    return f"{name}: " + ", ".join(filter(None, parts)) if any(parts) else ""
 
 
 @torch.no_grad()

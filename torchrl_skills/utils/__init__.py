@@ -17,6 +17,7 @@ from torchrl_skills.utils.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    state_dict_mismatch,
     load_replay_buffer_state,
     replay_buffer_state,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "import_gymnasium_robotics",
     "load_checkpoint",
     "load_module_state",
+    "state_dict_mismatch",
     "load_replay_buffer_state",
     "replay_buffer_state",
     "non_negative_int",

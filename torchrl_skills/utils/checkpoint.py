@@ -25,6 +25,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_module_state",
+    "state_dict_mismatch",
     "rng_state",
     "set_rng_state",
 ]
@@ -149,6 +150,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
+def state_dict_mismatch(module: torch.nn.Module, state_dict: dict[str, Any]) -> str:
+    """What keeps ``state_dict`` from loading into ``module``, compared flat: missing and unexpected
+    keys and entries of another shape, a few of each ("" when it fits). See :func:`load_module_state`.
+
+    Examples:
+        >>> from torch import nn
+        >>> state_dict_mismatch(nn.Linear(2, 3), {"weight": torch.zeros(3, 4)})
+        "missing ['bias']; other shapes ['weight']"
+    """
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    reshaped = sorted(
+        key for key in set(expected) & set(state_dict)
+        if hasattr(state_dict[key], "shape") and tuple(state_dict[key].shape) != tuple(expected[key].shape)
+    )  # fmt: skip
+    return "; ".join(f"{name} {keys[:3]}{' ...' if len(keys) > 3 else ''}" for name, keys in
+                     (("missing", missing), ("unexpected", unexpected), ("other shapes", reshaped)) if keys)  # fmt: skip
+
+
 def load_module_state(module: torch.nn.Module, state_dict: dict[str, Any], what: str = "module") -> None:
     """``module.load_state_dict(state_dict)`` that refuses a checkpoint of other networks.
 
@@ -175,18 +196,10 @@ def load_module_state(module: torch.nn.Module, state_dict: dict[str, Any], what:
         ...
         torchrl_skills.utils.checkpoint.CheckpointError: The checkpoint's net does not match the one built here ...
     """
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    reshaped = sorted(
-        key for key in set(expected) & set(state_dict)
-        if hasattr(state_dict[key], "shape") and tuple(state_dict[key].shape) != tuple(expected[key].shape)
-    )  # fmt: skip
-    if missing or unexpected or reshaped:
-        parts = [f"{name} {keys[:3]}{' ...' if len(keys) > 3 else ''}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("other shapes", reshaped)) if keys]  # fmt: skip
+    mismatch = state_dict_mismatch(module, state_dict)
+    if mismatch:
         raise CheckpointError(
-            f"The checkpoint's {what} does not match the one built here ({'; '.join(parts)}): it was written by "
+            f"The checkpoint's {what} does not match the one built here ({mismatch}): it was written by "
             "other code or other network sizes. Resume with the flags and package version that wrote it, or start "
             "a new run without --resume."
         )
