@@ -18,8 +18,14 @@ Pixels: CarRacing renders 96x96x3 ``uint8`` frames. By default they stay ``uint8
 permuted to channels-first (torchrl ``PermuteTransform``), so the replay buffer stores bytes and
 ``ConvEncoder`` scales them to [0, 1] exactly once, after average-pooling them by ``--pool`` (2:
 48 x 48, about 5x cheaper than full size). Options: ``--grayscale`` / ``--resize N``
-(torchrl ``ToTensorImage`` + ``GrayScale`` / ``Resize``, float pixels) and ``--frame-stack N``
-(``CatFrames`` on channels).
+(torchrl ``ToTensorImage`` + ``GrayScale`` / ``Resize``, float pixels), ``--frame-stack N``
+(``CatFrames`` on channels) and ``--augment-pad N`` (``RandomShift`` on the replayed frames, DrQ's
+augmentation).
+
+Time: ``--frame-skip N`` repeats each action N frames (torchrl ``FrameSkipTransform``, rewards
+summed). Step counts (``--total-steps``, ``--eval-every``, ``--warmup-steps``, ``--ckpt-every``,
+``--max-episode-steps``) are env steps, CarRacing frames; ``--utd``, ``--frames-per-batch`` and
+``--k`` count agent steps.
 
 Actions: by default the agent acts ``[steer, throttle]`` and ``ThrottleAction`` turns a positive
 throttle into gas and a negative one into brake (``--no-throttle``: CarRacing's own ``[steer,
@@ -62,6 +68,7 @@ from torchrl.data import Bounded
 from torchrl.envs import (
     CatFrames,
     Compose,
+    FrameSkipTransform,
     GrayScale,
     PermuteTransform,
     Resize,
@@ -74,7 +81,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SACLoss, SoftUpdate
 from torchrl.record.loggers import get_logger
 
-from torchrl_skills.data.windows import make_window_replay_buffer
+from torchrl_skills.data import RandomShift, make_window_replay_buffer
 from torchrl_skills.envs import BatchedGymEnv
 from torchrl_skills.envs.hierarchical import high_level_transitions, make_higl_env
 from torchrl_skills.evaluation import rollout_side_by_side
@@ -94,12 +101,10 @@ from torchrl_skills.utils import (
     UserError,
     check_finite_loss,
     load_checkpoint,
-    load_module_state,
-    load_replay_buffer_state,
+    load_training_state,
     non_negative_int,
     positive_float,
     positive_int,
-    replay_buffer_state,
     resolve_device,
     resume_logger,
     rng_state,
@@ -108,6 +113,7 @@ from torchrl_skills.utils import (
     seed_everything,
     set_rng_state,
     stop_on_signals,
+    training_state,
 )
 
 PIX = "observation"  # BatchedGymEnv's name for a Box observation, here the frame
@@ -126,22 +132,26 @@ class NoLogger:
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__)
     p.add_argument("--seed", type=int, default=0, help="seeds torch, numpy, python and the tracks")
-    p.add_argument("--total-steps", type=positive_int, default=20_000, help="env steps in all (every car together)")
-    p.add_argument("--max-episode-steps", type=positive_int, default=250, help="episode length (CarRacing's own: 1000)")
+    p.add_argument("--total-steps", type=positive_int, default=20_000,
+                   help="env steps (CarRacing frames) in all, every car together")
+    p.add_argument("--max-episode-steps", type=positive_int, default=250,
+                   help="episode length in env steps (CarRacing's own: 1000)")
+    p.add_argument("--frame-skip", type=positive_int, default=1,
+                   help="action repeat: env steps per agent step (torchrl FrameSkipTransform; rewards summed)")
     p.add_argument("--num-envs", type=positive_int, default=4, help="cars driven side by side when collecting")
     p.add_argument("--frames-per-batch", type=positive_int, default=200,
-                   help="env steps per collector batch (all cars together; a multiple of --num-envs)")
+                   help="agent steps per collector batch (all cars together; a multiple of --num-envs)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=1_000, help="env steps before the first update")
-    p.add_argument("--utd", type=positive_float, default=0.25, help="gradient updates per env step")
+    p.add_argument("--utd", type=positive_float, default=0.25, help="gradient updates per agent step")
     p.add_argument("--batch-size", type=positive_int, default=32, help="replayed windows per update")
     p.add_argument("--lr", type=positive_float, default=3e-4, help="Adam learning rate of every network")
     p.add_argument("--gamma", type=float, default=0.99, help="discount (the high level uses gamma ** k)")
     p.add_argument("--tau", type=float, default=0.005, help="target-network soft update rate")
     p.add_argument("--alpha-init", type=positive_float, default=0.1, help="initial SAC entropy temperature")
     p.add_argument("--buffer-size", type=positive_int, default=100_000,
-                   help="replay capacity (steps; at most --total-steps are allocated)")
+                   help="replay capacity in agent steps (at most what --total-steps collects is allocated)")
     p.add_argument("--memmap", action="store_true", help="LazyMemmapStorage for the pixel replay (in <out-dir>/replay)")
-    p.add_argument("--k", type=positive_int, default=10, help="low-level steps per high-level goal")
+    p.add_argument("--k", type=positive_int, default=10, help="low-level (agent) steps per high-level goal")
     p.add_argument("--seq-len", type=positive_int, default=3, help="low-level transformer window (SPEC B1: 10)")
     p.add_argument("--latent-dim", type=positive_int, default=32, help="encoder latent size (goals live there)")
     p.add_argument("--d-model", type=positive_int, default=64, help="transformer width (SPEC B1: 128)")
@@ -161,6 +171,8 @@ def parse_args(argv=None):
     p.add_argument("--throttle", action=argparse.BooleanOptionalAction, default=True,
                    help="the agent acts [steer, throttle] (throttle > 0: gas, < 0: brake; ThrottleAction) instead of "
                         "CarRacing's [steer, gas, brake]")
+    p.add_argument("--augment-pad", type=non_negative_int, default=0,
+                   help="replayed frames are shifted by up to this many pixels (RandomShift, DrQ's augmentation; 0: off)")
     p.add_argument("--encoder-critic-grad", action=argparse.BooleanOptionalAction, default=False,
                    help="the SAC losses also train the encoder (LatentWindowRelabel(detach_encoder=False)), next to InfoNCE")
     p.add_argument("--eval-every", type=positive_int, default=5_000, help="env steps between evaluations")
@@ -237,11 +249,19 @@ def make_env(args, num_envs, seeds, policy: HIGLPolicy | None = None, native_act
     (the random-action reference acts there).
     """
     env = BatchedGymEnv("CarRacing-v3", num_envs, seeds=seeds, max_episode_steps=args.max_episode_steps)
+    # FrameSkipTransform steps its parent env again with the tensordict the env already mapped, so
+    # it goes first: after ThrottleAction it would map [steer, gas, brake] a second time. Extra steps
+    # of a finished car are no-ops (BatchedGymEnv freezes finished slots with reward 0).
+    skip = [FrameSkipTransform(args.frame_skip)] if args.frame_skip > 1 else []
     throttle = [ThrottleAction()] if args.throttle and not native_actions else []
-    env = TransformedEnv(env, Compose(*throttle, *pixel_transforms(args)))
+    env = TransformedEnv(env, Compose(*skip, *throttle, *pixel_transforms(args)))
     if policy is not None:
         env = make_higl_env(env, policy, args.seq_len, in_key=PIX, obs_ndim=3)
     return env
+
+
+def agent_steps_per_episode(args):
+    return -(-args.max_episode_steps // args.frame_skip)
 
 
 def eval_seeds(args):
@@ -253,7 +273,7 @@ def evaluate(args, policy, higl_policy=None):
     """Mean return of ``--eval-episodes`` deterministic episodes, side by side, on fixed tracks."""
     env = make_env(args, args.eval_episodes, eval_seeds(args), higl_policy)
     with set_exploration_type(ExplorationType.DETERMINISTIC):
-        rollout, _ = rollout_side_by_side(env, policy, args.max_episode_steps)
+        rollout, _ = rollout_side_by_side(env, policy, agent_steps_per_episode(args))
     env.close()
     return float(rollout["next", "reward"].sum(-2).mean())  # finished episodes are frozen with reward 0
 
@@ -291,9 +311,11 @@ class HIGLAgent:
         self.high_loss = make_high_level_loss(high_actor, high_value, algo=args.high_algo, gamma=args.gamma, k=k)
         self.high_optim = torch.optim.Adam(self.high_loss.parameters(), lr=args.lr)
         self.rb = make_window_replay_buffer(
-            min(args.buffer_size, args.total_steps), relabel.slice_len, args.batch_size, memmap=args.memmap,
+            min(args.buffer_size, -(-args.total_steps // args.frame_skip)), relabel.slice_len, args.batch_size, memmap=args.memmap,
             scratch_dir=str(scratch_dir) if args.memmap else None, device=device,
         )  # fmt: skip
+        if args.augment_pad:  # acts on sampled batches; the stored frames stay as they were
+            self.rb.append_transform(RandomShift(args.augment_pad, in_keys=[PIX, ("next", PIX)]))
         self.modules = {"loss": self.loss, "optim": self.optim, "high_loss": self.high_loss, "high_optim": self.high_optim,
                         "rb": self.rb}  # fmt: skip
 
@@ -354,19 +376,15 @@ def train(args, out: OutputDir, device):
     state = {"steps": 0, "updates": 0, "curve": [], "random_return": None}
     if args.resume:
         ck = load_checkpoint(ckpt_path)
-        for name, module in agent.modules.items():
-            if name == "rb":
-                load_replay_buffer_state(module, ck[name])
-            elif isinstance(module, torch.nn.Module):  # refuses another code's networks (see load_module_state)
-                load_module_state(module, ck[name], name)
-            else:
-                module.load_state_dict(ck[name])
+        load_training_state(agent.modules, ck)  # refuses another code's networks (see load_module_state)
         state = ck["state"]
         set_rng_state(ck["rng"])
     resume_logger(logger, state["steps"])  # what a stopped run logged after its checkpoint is logged again
     if state["random_return"] is None:  # the reference line: random actions on the evaluation tracks
         env = make_env(args, args.eval_episodes, eval_seeds(args), native_actions=True)
-        rollout, _ = rollout_side_by_side(env, lambda td: td.set("action", env.action_spec.rand()), args.max_episode_steps)
+        rollout, _ = rollout_side_by_side(
+            env, lambda td: td.set("action", env.action_spec.rand()), agent_steps_per_episode(args)
+        )
         env.close()
         state["random_return"] = float(rollout["next", "reward"].sum(-2).mean())
 
@@ -386,8 +404,8 @@ def train(args, out: OutputDir, device):
                         disable=args.no_progress)  # fmt: skip
             for data in collector:
                 agent.extend(data)  # [N, T]: car rows, then time
-                state["steps"] += data.numel()
-                pbar.update(data.numel())
+                state["steps"] += data.numel() * args.frame_skip  # env steps: each agent step repeats its action
+                pbar.update(data.numel() * args.frame_skip)
                 logger.log_scalar("train_reward_per_step", data["next", "reward"].mean().item(), state["steps"])
                 done = data["next", "done"]
                 if done.any():  # the sampling policy's episode returns, plotted next to the evaluations
@@ -415,9 +433,7 @@ def train(args, out: OutputDir, device):
                     next_eval += args.eval_every
                 state["wall_time_s"] = wall_before + time.perf_counter() - t0
                 if state["steps"] >= next_ckpt or state["steps"] >= args.total_steps or stop:
-                    modules = {name: replay_buffer_state(m) if name == "rb" else m.state_dict()
-                               for name, m in agent.modules.items()}  # fmt: skip
-                    save_checkpoint({**modules, "state": state, "rng": rng_state()}, ckpt_path)
+                    save_checkpoint({**training_state(agent.modules), "state": state, "rng": rng_state()}, ckpt_path)
                     next_ckpt += args.checkpoint_every
                 if state["steps"] >= args.total_steps or stop:  # stop: SIGINT / SIGTERM, the batch is finished and saved
                     break

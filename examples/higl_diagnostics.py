@@ -50,6 +50,7 @@ from torchrl_skills.utils import (
     CheckpointError,
     CheckpointNotFoundError,
     load_checkpoint,
+    load_replay_buffer_state,
     non_negative_int,
     positive_int,
     run_cli,
@@ -125,7 +126,7 @@ def load_agent(run_dir: Path, seed: int):
     agent.loss.load_state_dict(ck["loss"])
     agent.high_loss.load_state_dict(ck["high_loss"])
     if args.goal_space == "landmark":  # its landmarks come from the replay the run saved
-        example.load_replay_buffer_state(agent.rb, ck["rb"])
+        load_replay_buffer_state(agent.rb, ck["rb"])
         agent.refresh()
     return example, agent, args
 

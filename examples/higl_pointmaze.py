@@ -98,12 +98,10 @@ from torchrl_skills.utils import (
     check_finite_loss,
     import_gymnasium_robotics,
     load_checkpoint,
-    load_module_state,
-    load_replay_buffer_state,
+    load_training_state,
     non_negative_int,
     positive_float,
     positive_int,
-    replay_buffer_state,
     resolve_device,
     resume_logger,
     rng_state,
@@ -112,6 +110,7 @@ from torchrl_skills.utils import (
     seed_everything,
     set_rng_state,
     stop_on_signals,
+    training_state,
 )
 
 import_gymnasium_robotics()  # registers PointMaze_* (without gymnasium-robotics' AdroitHand notice)
@@ -424,13 +423,7 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
     state = {"steps": 0, "curve": [], "updates": 0}
     if args.resume and Path(ckpt_path).is_file():
         ck = load_checkpoint(ckpt_path)
-        for name, module in agent.modules.items():
-            if name == "rb":
-                load_replay_buffer_state(module, ck[name])
-            elif isinstance(module, torch.nn.Module):  # refuses another code's networks (see load_module_state)
-                load_module_state(module, ck[name], name)
-            else:
-                module.load_state_dict(ck[name])
+        load_training_state(agent.modules, ck)  # refuses another code's networks (see load_module_state)
         state = ck["state"]
         set_rng_state(ck["rng"])
         if algo == "higl":
@@ -467,8 +460,7 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
             pbar.set_postfix(algo=algo, seed=seed, success=sr)
             next_eval += args.eval_every
         if state["steps"] >= next_ckpt or state["steps"] >= args.total_steps or stop:
-            modules = {name: replay_buffer_state(m) if name == "rb" else m.state_dict() for name, m in agent.modules.items()}
-            save_checkpoint({**modules, "state": state, "rng": rng_state()}, ckpt_path)
+            save_checkpoint({**training_state(agent.modules), "state": state, "rng": rng_state()}, ckpt_path)
             next_ckpt += args.checkpoint_every
         if state["steps"] >= args.total_steps or stop:  # stop: SIGINT / SIGTERM, the batch is finished and saved
             break

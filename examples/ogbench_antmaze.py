@@ -35,7 +35,6 @@ Measured on 2 CPU cores (``--full --train-steps 6000 --episodes-per-task 50``, C
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path

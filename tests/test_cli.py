@@ -35,9 +35,11 @@ from torchrl_skills.utils import (
     check_finite_loss,
     load_checkpoint,
     load_module_state,
+    load_training_state,
     positive_int,
     run_cli,
     save_checkpoint,
+    training_state,
     truncate_csv_logs,
 )
 
@@ -237,6 +239,37 @@ def test_load_module_state_refuses_other_networks_that_tensordict_would_accept()
     same = {"actor_params.0.0.weight": torch.ones(3, 2), "actor_params.0.0.bias": torch.zeros(3)}
     load_module_state(built, same, "actor")
     assert torch.equal(built.actor_params["0", "0", "weight"], torch.ones(3, 2))
+
+
+def test_training_state_round_trip_and_refusals(tmp_path):
+    from tensordict import TensorDict
+    from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+
+    def build(width=3):
+        net = torch.nn.Linear(2, width)
+        rb = TensorDictReplayBuffer(storage=LazyTensorStorage(100), batch_size=2)
+        return {"net": net, "optim": torch.optim.Adam(net.parameters(), lr=0.1), "rb": rb}
+
+    parts = build()
+    parts["rb"].extend(TensorDict({"x": torch.arange(7.0)}, [7]))
+    parts["net"](torch.ones(1, 2)).sum().backward()
+    parts["optim"].step()
+    save_checkpoint(training_state(parts), tmp_path / "ck.pt")
+    saved = load_checkpoint(tmp_path / "ck.pt")
+    assert saved["rb"]["rows"]["x"].shape == (7,)  # only the filled rows of the 100-row storage
+    restored = build()
+    load_training_state(restored, saved)
+    assert torch.equal(restored["net"].weight, parts["net"].weight)
+    assert restored["optim"].state_dict()["state"][0]["step"] == 1
+    assert len(restored["rb"]) == 7 and restored["rb"].storage[6]["x"].item() == 6.0
+    with pytest.raises(CheckpointError, match=r"holds no \['high_loss'\]"):
+        load_training_state({**build(), "high_loss": torch.nn.Linear(1, 1)}, saved)
+    with pytest.raises(CheckpointError, match="net does not match"):
+        load_training_state(build(width=4), saved)
+    wider = build()
+    wider["optim"].add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
+    with pytest.raises(CheckpointError, match="optim does not match"):  # torch's ValueError, as one line
+        load_training_state(wider, saved)
 
 
 _SAVER = """

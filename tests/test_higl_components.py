@@ -197,6 +197,44 @@ def test_conv_encoder_pool_reads_the_average_pooled_frame():
         ConvEncoder(pool=0)
 
 
+def test_random_shift_moves_each_frame_by_at_most_pad_pixels_and_leaves_the_replay_alone():
+    from tensordict import TensorDict
+    from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+
+    from torchrl_skills.data import RandomShift
+
+    pad, h, w = 2, 7, 6
+    frames = torch.randint(0, 256, (5, 4, 3, h, w), dtype=torch.uint8)  # [batch, window, C, H, W]
+    shift = RandomShift(pad, in_keys=["pixels"], generator=torch.Generator().manual_seed(0))
+    out = shift._apply_transform(frames)
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+
+    def crop(img, dy, dx):  # the frame padded by its border pixels, read from (dy, dx)
+        rows = (torch.arange(h) + dy).clamp(0, h - 1)
+        cols = (torch.arange(w) + dx).clamp(0, w - 1)
+        return img[:, rows][:, :, cols]
+
+    offsets = set()
+    for img, got in zip(frames.reshape(-1, 3, h, w), out.reshape(-1, 3, h, w)):
+        found = [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1) if torch.equal(crop(img, dy, dx), got)]
+        assert found, "every frame is a shift of itself, all channels alike, by at most pad pixels"
+        offsets.add(found[0])
+    assert len(offsets) > 5  # drawn per frame (20 frames, 25 possible offsets)
+    assert torch.equal(RandomShift(0, in_keys=["pixels"])._apply_transform(frames), frames)
+
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(8), batch_size=8)
+    rb.append_transform(RandomShift(pad, in_keys=["pixels", ("next", "pixels")]))
+    stored = frames[:, 0]
+    rb.extend(TensorDict({"pixels": stored, "next": {"pixels": stored}}, [5]))
+    batch = rb.sample()
+    assert not torch.equal(batch["pixels"], batch["next", "pixels"])  # independent offsets per entry
+    assert torch.equal(rb.storage.get(torch.arange(5))["pixels"], stored)  # the stored frames are untouched
+    with pytest.raises(ValueError, match="non-negative"):
+        RandomShift(-1)
+    with pytest.raises(ValueError, match=r"\[..., C, H, W\]"):
+        RandomShift(1)._apply_transform(torch.zeros(4, 4))
+
+
 def test_transformer_policy_shapes_and_errors():
     net = TransformerPolicy(latent_dim=4, goal_dim=3, out_features=2, seq_len=5, d_model=16)
     assert net(torch.randn(2, 7, 5, 4), torch.randn(2, 7, 3)).shape == (2, 7, 2)
@@ -325,6 +363,41 @@ def test_window_env_and_replay_windows_never_cross_episodes():
         steps = w["step_count"].squeeze(-1)
         assert (steps[:, 1:] - steps[:, :-1] == 1).all()
         torch.testing.assert_close(w["observation"][:, 1:], w["next", "observation"][:, :-1])
+
+
+@pytest.mark.parametrize("memmap", [False, True])
+def test_window_replay_draws_what_torchrl_slice_sampler_draws(tmp_path, memmap):
+    # make_window_replay_buffer works around two torchrl slow paths (flags read through the whole
+    # batch, uint8 rows read by advanced indexing): same windows, flags and entries as torchrl's parts
+    from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
+
+    n, L = 60, 4
+    done = torch.zeros(n, 1, dtype=torch.bool)
+    done[[5, 15, 18, 22, 40, 45, 51]] = True  # inside trajectories too, so that a flag lost in sampling shows
+    data = TensorDict({
+        "pixels": torch.randint(0, 256, (n, 3, 5, 5), dtype=torch.uint8), "x": torch.randn(n, 2),
+        "next": {"pixels": torch.randint(0, 256, (n, 3, 5, 5), dtype=torch.uint8), "done": done,
+                 "terminated": done.clone(), "truncated": torch.zeros_like(done)},
+        "collector": {"traj_ids": torch.tensor([0] * 10 + [1] * 20 + [2] * 30)},
+    }, [n])  # fmt: skip
+    ours = make_window_replay_buffer(100, slice_len=L, num_slices=8, memmap=memmap, scratch_dir=str(tmp_path))
+    plain = TensorDictReplayBuffer(
+        storage=LazyTensorStorage(100), batch_size=8 * L,
+        sampler=SliceSampler(slice_len=L, traj_key=("collector", "traj_ids"), strict_length=True),
+    )  # fmt: skip
+    ours.extend(data)
+    plain.extend(data)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a = ours.sample()
+        torch.manual_seed(seed)
+        b = plain.sample()
+        assert set(a.keys(True, True)) == set(b.keys(True, True))
+        assert (a == b).all()
+        assert a["next", "truncated"].reshape(8, L)[:, -1].all()  # the sampler's own flags: each window's end
+    rows = torch.tensor([-1, 3, 0])
+    assert (ours.storage.get(rows) == plain.storage.get(rows)).all()  # negative rows count from the end
+    assert (ours[2:5] == plain[2:5]).all()
 
 
 def test_relabel_encodes_only_the_states_a_sample_uses():

@@ -84,8 +84,8 @@ def test_carracing_example_end_to_end(tmp_path):
     results = example.main([
         "--total-steps", "60", "--warmup-steps", "20", "--max-episode-steps", "30", "--batch-size", "4",
         "--seq-len", "3", "--d-model", "16", "--latent-dim", "8", "--eval-episodes", "2", "--num-envs", "2",
-        "--frames-per-batch", "20", "--k", "4", "--grayscale", "--frame-stack", "3", "--num-threads", "1",
-        "--out-dir", str(tmp_path),
+        "--frames-per-batch", "20", "--k", "4", "--grayscale", "--frame-stack", "3", "--augment-pad", "2",
+        "--num-threads", "1", "--out-dir", str(tmp_path),
     ])  # fmt: skip
     assert results["steps"] == 60 and results["updates"] == 15  # utd 0.25 x 3 batches of 20 (the first reaches the warm-up)
     assert isinstance(results["final_eval_return"], float) and isinstance(results["random_actions_return"], float)
@@ -118,6 +118,35 @@ def test_carracing_throttle_action_maps_to_gas_or_brake():
     assert returns[0] > returns[1] + 5  # measured: 27.9 against 6.8 (the two cars together)
     env.close()
     native.close()
+
+
+def test_carracing_frame_skip_repeats_the_action_and_sums_rewards():
+    pytest.importorskip("Box2D")
+    import torch
+
+    example = _load("higl_carracing")
+    skipped = example.make_env(example.parse_args(["--frame-skip", "4", "--max-episode-steps", "10"]), 2, [3, 4])
+    plain = example.make_env(example.parse_args(["--max-episode-steps", "10"]), 2, [3, 4])
+    assert example.agent_steps_per_episode(example.parse_args(["--frame-skip", "4", "--max-episode-steps", "10"])) == 3
+    action = torch.tensor([[0.3, 1.0], [-0.5, 0.7]])
+    td, ref = skipped.reset(), plain.reset()
+    rewards = []
+    for _ in range(3):  # 12 frames asked, the time limit stops both cars after 10
+        td["action"] = action
+        td = skipped.step(td)
+        rewards.append(td["next", "reward"])
+        td = td["next"]
+    total = torch.zeros(2, 1)
+    for _ in range(10):
+        ref["action"] = action
+        ref = plain.step(ref)
+        total += ref["next", "reward"]
+        ref = ref["next"]
+    torch.testing.assert_close(sum(rewards), total)  # rewards summed over the repeated frames
+    assert rewards[0].abs().sum() > 0 and torch.equal(td["observation"], ref["observation"])  # the same last frame
+    assert td["done"].all() and ref["done"].all()
+    skipped.close()
+    plain.close()
 
 
 def test_pointmaze_merge_of_parallel_runs(tmp_path):

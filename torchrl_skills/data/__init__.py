@@ -1,4 +1,5 @@
 """Offline data: Minari datasets in TorchRL storage, locally generated maze datasets, window replay."""
+from torchrl_skills.data.augmentation import RandomShift
 from torchrl_skills.data.maze_grid import MazeGeometry, MazeGrid
 from torchrl_skills.data.offline import DatasetNotFoundError, SkillDataset, load_minari_transitions, local_minari_root
 from torchrl_skills.data.windows import make_window_replay_buffer
@@ -28,6 +29,7 @@ __all__ = [
     "DatasetNotFoundError",
     "MazeGeometry",
     "MazeGrid",
+    "RandomShift",
     "SkillDataset",
     "load_minari_transitions",
     "local_minari_root",

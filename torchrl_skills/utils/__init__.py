@@ -14,12 +14,14 @@ from torchrl_skills.utils.checkpoint import (
     CheckpointNotFoundError,
     load_checkpoint,
     load_module_state,
+    load_training_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
     state_dict_mismatch,
     load_replay_buffer_state,
     replay_buffer_state,
+    training_state,
 )
 from torchrl_skills.utils.cli import (
     ArgumentParser,
@@ -52,6 +54,7 @@ __all__ = [
     "import_gymnasium_robotics",
     "load_checkpoint",
     "load_module_state",
+    "load_training_state",
     "state_dict_mismatch",
     "load_replay_buffer_state",
     "replay_buffer_state",
@@ -68,6 +71,7 @@ __all__ = [
     "seed_everything",
     "set_rng_state",
     "stop_on_signals",
+    "training_state",
     "truncate_csv_logs",
 ]
 

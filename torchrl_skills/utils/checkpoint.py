@@ -26,6 +26,8 @@ __all__ = [
     "load_checkpoint",
     "load_module_state",
     "state_dict_mismatch",
+    "training_state",
+    "load_training_state",
     "rng_state",
     "set_rng_state",
 ]
@@ -204,6 +206,65 @@ def load_module_state(module: torch.nn.Module, state_dict: dict[str, Any], what:
             "a new run without --resume."
         )
     module.load_state_dict(state_dict)
+
+
+def _is_replay_buffer(part) -> bool:
+    from torchrl.data import ReplayBuffer
+
+    return isinstance(part, ReplayBuffer)
+
+
+def training_state(parts: dict[str, Any]) -> dict[str, Any]:
+    """The state of every named part of a learner, for a checkpoint: networks and losses
+    (``nn.Module``), optimizers and replay buffers (:func:`replay_buffer_state`: only the filled rows).
+    Restore with :func:`load_training_state`.
+
+    Examples:
+        >>> from torch import nn
+        >>> from torchrl.data import LazyTensorStorage, ReplayBuffer
+        >>> net = nn.Linear(2, 3)
+        >>> parts = {"net": net, "optim": torch.optim.Adam(net.parameters()), "rb": ReplayBuffer(storage=LazyTensorStorage(10))}
+        >>> sorted(training_state(parts))
+        ['net', 'optim', 'rb']
+    """
+    return {name: replay_buffer_state(part) if _is_replay_buffer(part) else part.state_dict()
+            for name, part in parts.items()}  # fmt: skip
+
+
+def load_training_state(parts: dict[str, Any], state: dict[str, Any]) -> None:
+    """Loads what :func:`training_state` saved into freshly built ``parts`` (same names), refusing
+    with one :class:`CheckpointError` line a part that is absent, or a network or optimizer of
+    another shape (:func:`load_module_state`; torch's optimizers would raise a traceback).
+
+    Examples:
+        >>> from torch import nn
+        >>> net = nn.Linear(2, 3)
+        >>> saved = training_state({"net": net})
+        >>> load_training_state({"net": nn.Linear(2, 3)}, saved)
+        >>> load_training_state({"net": nn.Linear(2, 4)}, saved)
+        Traceback (most recent call last):
+        ...
+        torchrl_skills.utils.checkpoint.CheckpointError: The checkpoint's net does not match the one built here ...
+    """
+    absent = [name for name in parts if name not in state]
+    if absent:
+        raise CheckpointError(
+            f"The checkpoint holds no {absent} (it has {sorted(state)}): it was written by other code. Resume with "
+            "the script that wrote it, or start a new run without --resume."
+        )
+    for name, part in parts.items():
+        if _is_replay_buffer(part):
+            load_replay_buffer_state(part, state[name])
+        elif isinstance(part, torch.nn.Module):
+            load_module_state(part, state[name], name)
+        else:
+            try:
+                part.load_state_dict(state[name])
+            except (ValueError, KeyError) as err:  # torch.optim: "... doesn't match the size of optimizer's group"
+                raise CheckpointError(
+                    f"The checkpoint's {name} does not match the one built here ({err}). Resume with the flags that "
+                    "wrote it, or start a new run without --resume."
+                ) from err
 
 
 def rng_state() -> dict[str, Any]:
