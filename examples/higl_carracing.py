@@ -310,8 +310,9 @@ class HIGLAgent:
 
         self.high_loss = make_high_level_loss(high_actor, high_value, algo=args.high_algo, gamma=args.gamma, k=k)
         self.high_optim = torch.optim.Adam(self.high_loss.parameters(), lr=args.lr)
+        agent_steps = -(-args.total_steps // args.frame_skip)
         self.rb = make_window_replay_buffer(
-            min(args.buffer_size, -(-args.total_steps // args.frame_skip)), relabel.slice_len, args.batch_size, memmap=args.memmap,
+            min(args.buffer_size, agent_steps), relabel.slice_len, args.batch_size, memmap=args.memmap,
             scratch_dir=str(scratch_dir) if args.memmap else None, device=device,
         )  # fmt: skip
         if args.augment_pad:  # acts on sampled batches; the stored frames stay as they were

@@ -22,7 +22,7 @@ class RandomShift(Transform):
 
     Meant for a replay buffer, where it acts on what :meth:`~torchrl.data.ReplayBuffer.sample`
     returns and leaves the stored frames alone (``rb.append_transform(RandomShift(...))``). In an
-    env it would shift the frames the policy acts on: use it there only to augment rollouts.
+    env it would shift the frames the policy acts on.
 
     Args:
         pad (int): the largest shift, in pixels. DrQ uses 4 on 84 x 84 frames. Defaults to 4.

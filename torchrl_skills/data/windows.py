@@ -83,7 +83,10 @@ def make_window_replay_buffer(
     gives the windows. Pair it with
     :class:`~torchrl_skills.objectives.latent_goal_reward.LatentWindowRelabel`.
 
-    Steps are stored once (not as stacked windows), so a window costs no extra memory.
+    Steps are stored once (not as stacked windows), so a window costs no extra memory, and a
+    sample reads each stored entry once: torchrl's sampler and storage as they are read pixel
+    frames twice and slowly (see ``_FlagReadingSliceSampler`` and ``_RowGatherStorage``;
+    ``benchmarks/bench_window_replay.py``: 7x faster on CarRacing's frames).
 
     Args:
         capacity (int): number of steps kept.
