@@ -173,6 +173,7 @@ def parse_args(argv=None):
                         "seeds; --subgoal-distance for relative, whose straight line needs it)")
     p.add_argument("--goal-scale", type=positive_float, default=1.0, help="residual: latent distance of a unit action from E(g)")
     p.add_argument("--high-algo", default="ppo", choices=["ppo", "reinforce"], help="high-level learner")
+    p.add_argument("--high-lr", type=positive_float, default=None, help="the high level's Adam learning rate (default: --lr)")
     p.add_argument("--ppo-epochs", type=positive_int, default=4, help="PPO epochs per collector batch")
     p.add_argument("--high-extrinsic-coef", type=float, default=10.0, help="high-level reward: weight of the task return")
     p.add_argument("--high-action-cost", type=float, default=0.0,
@@ -372,7 +373,7 @@ class HIGLAgent:
         self.optim = torch.optim.Adam(self.loss.parameters(), lr=args.lr)
 
         self.high_loss = make_high_level_loss(high_actor, high_value, algo=args.high_algo, gamma=args.gamma, k=k)
-        self.high_optim = torch.optim.Adam(self.high_loss.parameters(), lr=args.lr)
+        self.high_optim = torch.optim.Adam(self.high_loss.parameters(), lr=args.high_lr or args.lr)
         self.high_reward = HighLevelReward(
             self.encoder, extrinsic_coef=args.high_extrinsic_coef, progress_coef=args.high_progress_coef,
             action_cost=args.high_action_cost,
