@@ -260,8 +260,9 @@ def make_env(args, num_envs, seeds, policy: HIGLPolicy | None = None, native_act
     return env
 
 
-def agent_steps_per_episode(args):
-    return -(-args.max_episode_steps // args.frame_skip)
+def agent_steps(args, env_steps):
+    """Agent steps that play ``env_steps`` frames with ``--frame-skip`` (rounded up)."""
+    return -(-env_steps // args.frame_skip)
 
 
 def eval_seeds(args):
@@ -273,7 +274,7 @@ def evaluate(args, policy, higl_policy=None):
     """Mean return of ``--eval-episodes`` deterministic episodes, side by side, on fixed tracks."""
     env = make_env(args, args.eval_episodes, eval_seeds(args), higl_policy)
     with set_exploration_type(ExplorationType.DETERMINISTIC):
-        rollout, _ = rollout_side_by_side(env, policy, agent_steps_per_episode(args))
+        rollout, _ = rollout_side_by_side(env, policy, agent_steps(args, args.max_episode_steps))
     env.close()
     return float(rollout["next", "reward"].sum(-2).mean())  # finished episodes are frozen with reward 0
 
@@ -310,10 +311,9 @@ class HIGLAgent:
 
         self.high_loss = make_high_level_loss(high_actor, high_value, algo=args.high_algo, gamma=args.gamma, k=k)
         self.high_optim = torch.optim.Adam(self.high_loss.parameters(), lr=args.lr)
-        agent_steps = -(-args.total_steps // args.frame_skip)
         self.rb = make_window_replay_buffer(
-            min(args.buffer_size, agent_steps), relabel.slice_len, args.batch_size, memmap=args.memmap,
-            scratch_dir=str(scratch_dir) if args.memmap else None, device=device,
+            min(args.buffer_size, agent_steps(args, args.total_steps)), relabel.slice_len, args.batch_size,
+            memmap=args.memmap, scratch_dir=str(scratch_dir) if args.memmap else None, device=device,
         )  # fmt: skip
         if args.augment_pad:  # acts on sampled batches; the stored frames stay as they were
             self.rb.append_transform(RandomShift(args.augment_pad, in_keys=[PIX, ("next", PIX)]))
@@ -384,7 +384,7 @@ def train(args, out: OutputDir, device):
     if state["random_return"] is None:  # the reference line: random actions on the evaluation tracks
         env = make_env(args, args.eval_episodes, eval_seeds(args), native_actions=True)
         rollout, _ = rollout_side_by_side(
-            env, lambda td: td.set("action", env.action_spec.rand()), agent_steps_per_episode(args)
+            env, lambda td: td.set("action", env.action_spec.rand()), agent_steps(args, args.max_episode_steps)
         )
         env.close()
         state["random_return"] = float(rollout["next", "reward"].sum(-2).mean())
@@ -405,8 +405,9 @@ def train(args, out: OutputDir, device):
                         disable=args.no_progress)  # fmt: skip
             for data in collector:
                 agent.extend(data)  # [N, T]: car rows, then time
-                state["steps"] += data.numel() * args.frame_skip  # env steps: each agent step repeats its action
-                pbar.update(data.numel() * args.frame_skip)
+                env_steps = data.numel() * args.frame_skip  # each agent step repeats its action
+                state["steps"] += env_steps
+                pbar.update(env_steps)
                 logger.log_scalar("train_reward_per_step", data["next", "reward"].mean().item(), state["steps"])
                 done = data["next", "done"]
                 if done.any():  # the sampling policy's episode returns, plotted next to the evaluations

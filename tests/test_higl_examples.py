@@ -127,7 +127,7 @@ def test_carracing_frame_skip_repeats_the_action_and_sums_rewards():
     example = _load("higl_carracing")
     skipped = example.make_env(example.parse_args(["--frame-skip", "4", "--max-episode-steps", "10"]), 2, [3, 4])
     plain = example.make_env(example.parse_args(["--max-episode-steps", "10"]), 2, [3, 4])
-    assert example.agent_steps_per_episode(example.parse_args(["--frame-skip", "4", "--max-episode-steps", "10"])) == 3
+    assert example.agent_steps(example.parse_args(["--frame-skip", "4"]), 10) == 3
     action = torch.tensor([[0.3, 1.0], [-0.5, 0.7]])
     td, ref = skipped.reset(), plain.reset()
     rewards = []
