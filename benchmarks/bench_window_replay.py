@@ -15,6 +15,7 @@ checked equal). Rounds alternate between the two; medians are printed, with the 
 
     python benchmarks/bench_window_replay.py                     # CarRacing's CPU default: 32 windows of 12 steps
     python benchmarks/bench_window_replay.py --frame 84 --windows 128 --slice-len 4
+    python benchmarks/bench_window_replay.py --memmap             # both on LazyMemmapStorage (--memmap runs)
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=20, help="samples per path and round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--memmap", action="store_true", help="both buffers on memory-mapped storage (LazyMemmapStorage)")
     return p.parse_args(argv)
 
 
@@ -42,7 +44,9 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     from tensordict import TensorDict
-    from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
+    import tempfile
+
+    from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 
     from torchrl_skills.data import make_window_replay_buffer
     from torchrl_skills.utils import quiet_torchrl_logging
@@ -58,9 +62,13 @@ def main(argv=None):
                  "terminated": flag, "truncated": flag},
         "collector": {"traj_ids": torch.arange(n) // args.episode_steps},
     }, [n])  # fmt: skip
-    package = make_window_replay_buffer(n, args.slice_len, args.windows)
+    scratch = tempfile.TemporaryDirectory()
+    package = make_window_replay_buffer(
+        n, args.slice_len, args.windows, memmap=args.memmap, scratch_dir=f"{scratch.name}/package"
+    )
+    storage = LazyMemmapStorage(n, scratch_dir=f"{scratch.name}/reference") if args.memmap else LazyTensorStorage(n)
     reference = TensorDictReplayBuffer(
-        storage=LazyTensorStorage(n), batch_size=args.slice_len * args.windows,
+        storage=storage, batch_size=args.slice_len * args.windows,
         sampler=SliceSampler(slice_len=args.slice_len, traj_key=("collector", "traj_ids"), strict_length=True),
     )  # fmt: skip
     for rb in (package, reference):
@@ -83,10 +91,11 @@ def main(argv=None):
         times["reference"].append(timed(reference))
     pkg, ref = (statistics.median(times[k]) for k in ("package", "reference"))
     print(f"{args.windows} windows x {args.slice_len} steps of two 3x{side}x{side} uint8 frames, "
-          f"{n} steps stored, {args.threads} thread(s)")  # fmt: skip
+          f"{n} steps stored, {'memory-mapped' if args.memmap else 'in memory'}, {args.threads} thread(s)")  # fmt: skip
     print(f"  make_window_replay_buffer: {pkg:7.1f} ms per sample")
     print(f"  torchrl as is (reference): {ref:7.1f} ms per sample")
     print(f"  ratio package / reference: {pkg / ref:.2f}x (lower is faster)")
+    scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ Settings are chosen on validation goals of our own (``--validate``), never the 5
         --episodes-per-task 50 --device cuda --num-workers 8               # the paper's setting
 
 Measured on 2 CPU cores (``--full --train-steps 6000 --episodes-per-task 50``, CPU preset): success
-0.93 on medium (seeds 0-2), 0.76 on large and 0.42 on giant (seeds 0, 1); OGBench's HIQL: 0.96 /
-0.91 / 0.65. See the README for the per-task numbers, wall times and what limits them.
+0.93 on medium, 0.77 on large and 0.40 on giant (seeds 0-2 each); OGBench's HIQL: 0.96 / 0.91 /
+0.65. See the README for the per-task numbers, wall times and what limits them.
 """
 from __future__ import annotations
 
@@ -112,6 +112,12 @@ def parse_args(argv=None):
                    help="stall recovery: an episode whose last skill moved the ant less than this (m) runs its next "
                         "skill from the prior instead of the planned one (0: off), chosen on validation pairs of our own "
                         "(README)")
+    p.add_argument("--stall-check-every", type=non_negative_int, default=0,
+                   help="also check for a stall every this many steps inside a skill, against the stall distance "
+                        "scaled to the steps run, and switch to a prior skill at once (0: only at each replan)")
+    p.add_argument("--min-up", type=float, default=None,
+                   help="upright guard: zero the action while the torso's up axis has a z component below this "
+                        "(0.8: about 37 degrees of tilt; None: no guard)")
     # evaluation
     p.add_argument("--episodes-per-task", type=positive_int, default=10, help="episodes per task (OGBench: 50)")
     p.add_argument("--validate", action="store_true",
@@ -128,6 +134,10 @@ def parse_args(argv=None):
         args.off_data_penalty = 10_000.0 if args.cost == "graph" else 0.0
     if args.stall_distance < 0:
         p.error(f"--stall-distance must be >= 0 (0: off), got {args.stall_distance}")
+    if args.stall_check_every and not args.stall_distance:
+        p.error("--stall-check-every checks for stalls: set --stall-distance > 0 too")
+    if args.min_up is not None and not -1 <= args.min_up <= 1:
+        p.error(f"--min-up is the z component of the torso's up axis, in [-1, 1], got {args.min_up}")
     if args.off_data_radius is not None and args.off_data_radius < 0:
         p.error(f"--off-data-radius must be >= 0, got {args.off_data_radius}")
     if args.off_data_penalty < 0:
@@ -211,6 +221,7 @@ def main(argv=None) -> dict:
             elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
             eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty,
             off_data_radius=args.off_data_radius, stall_distance=args.stall_distance,
+            stall_check_every=args.stall_check_every, min_up=args.min_up,
         )  # fmt: skip
 
         # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side
@@ -221,8 +232,9 @@ def main(argv=None) -> dict:
             training_seed=seed, device=device, progress=not args.no_progress,
         )  # fmt: skip
         timing["eval_s"].append(time.perf_counter() - t0)
+        guarded = f", {policy.guarded_steps} actions zeroed by the upright guard" if args.min_up is not None else ""
         print(f"seed {seed}: success {result.success_rate:.3f} ({timing['eval_s'][-1]:.0f} s; "
-              f"{policy.stall_recoveries} skills drawn from the prior by stall recovery)")
+              f"{policy.stall_recoveries} skills drawn from the prior by stall recovery{guarded})")
         results.append(result)
 
     merged = OGBenchResult.merge(results)

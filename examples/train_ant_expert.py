@@ -50,6 +50,7 @@ from torchrl_skills.utils import (
     ArgumentParser,
     load_checkpoint,
     load_module_state,
+    replay_rows_oldest_first,
     resolve_device,
     resume_logger,
     rng_state,
@@ -168,7 +169,8 @@ if args.resume:
     state = load_checkpoint(ckpt_path, map_location=device)
     load_module_state(loss_fn, state["loss"], "SAC loss")  # refuses another code's networks
     optimizer.load_state_dict(state["optimizer"])
-    buffer.extend(state["buffer"])
+    if state["buffer"] is not None:
+        buffer.extend(state["buffer"])
     frames, updates, history = state["frames"], state["updates"], state["history"]
     set_rng_state(state["rng"])
     print(f"resumed from {ckpt_path} at env step {frames}")
@@ -177,8 +179,8 @@ if args.resume:
 def checkpoint() -> None:
     save_checkpoint(
         # only the filled part of the buffer (a full state_dict would store the whole allocated
-        # capacity); with --buffer-size < --steps its FIFO order after wrapping is not kept
-        {"loss": loss_fn.state_dict(), "optimizer": optimizer.state_dict(), "buffer": buffer[: len(buffer)],
+        # capacity), oldest first: a resume with another --steps (another capacity) keeps its FIFO order
+        {"loss": loss_fn.state_dict(), "optimizer": optimizer.state_dict(), "buffer": replay_rows_oldest_first(buffer),
          "frames": frames, "updates": updates, "history": history, "rng": rng_state(), "args": vars(args)},
         ckpt_path,
     )  # fmt: skip

@@ -272,6 +272,30 @@ def test_training_state_round_trip_and_refusals(tmp_path):
         load_training_state(wider, saved)
 
 
+def test_replay_rows_oldest_first_rebuild_the_fifo_history_in_any_capacity():
+    from tensordict import TensorDict
+    from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+
+    from torchrl_skills.utils import replay_rows_oldest_first
+
+    def buffer(capacity):
+        return TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), batch_size=2)
+
+    assert replay_rows_oldest_first(buffer(4)) is None
+    for written in (3, 5, 12, 13):  # not full, just full, wrapped to its start, wrapped past it
+        rb = buffer(5)
+        rb.extend(TensorDict({"x": torch.arange(written)}, [written]))
+        rows = replay_rows_oldest_first(rb)
+        assert rows["x"].tolist() == list(range(max(0, written - 5), written))
+        # what train_ant_expert.py does on --resume with another --steps: a storage of another size
+        for capacity in (3, 8):
+            new = buffer(capacity)
+            new.extend(rows)
+            new.extend(TensorDict({"x": torch.tensor([100])}, [1]))  # the next write overwrites the oldest
+            kept = list(range(max(0, written - 5), written)) + [100]
+            assert sorted(new[:]["x"].tolist()) == sorted(kept[-capacity:])
+
+
 _SAVER = """
 import sys, torch
 from torchrl_skills.utils import save_checkpoint
@@ -480,6 +504,9 @@ ERRORS = {
     "eval truncated checkpoint": ("torchrl_skills.evaluation.ogbench", ["--checkpoint", "<cut:x.pt>"], "truncated"),
     "eval negative stall distance": ("torchrl_skills.evaluation.ogbench", ["--stall-distance", "-1"], "--stall-distance must be >= 0"),
     "ogbench example negative stall distance": ("ogbench_pointmaze", ["--stall-distance", "-0.5"], "--stall-distance must be >= 0"),
+    "antmaze example stall check without stall distance": (
+        "ogbench_antmaze", ["--stall-distance", "0", "--stall-check-every", "10"], "set --stall-distance > 0 too"),
+    "antmaze example min-up out of range": ("ogbench_antmaze", ["--min-up", "1.5"], "--min-up is the z component"),
     "ogbench data unknown": ("torchrl_skills.data.ogbench", ["--dataset", "nope"], "Unknown OGBench navigate dataset"),
     "pointmaze data bad size": ("torchrl_skills.data.pointmaze", ["--num-steps", "-3"], "expected an integer >= 1"),
 }

@@ -394,6 +394,7 @@ def test_window_replay_draws_what_torchrl_slice_sampler_draws(tmp_path, memmap):
         b = plain.sample()
         assert set(a.keys(True, True)) == set(b.keys(True, True))
         assert (a == b).all()
+        assert type(a["pixels"]) is type(b["pixels"]) is torch.Tensor  # read out of the storage, memmap or not
         assert a["next", "truncated"].reshape(8, L)[:, -1].all()  # the sampler's own flags: each window's end
     rows = torch.tensor([-1, 3, 0])
     assert (ours.storage.get(rows) == plain.storage.get(rows)).all()  # negative rows count from the end

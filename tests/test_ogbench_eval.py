@@ -136,6 +136,7 @@ def test_skill_policy_plans_are_recorded():
     assert ep["success"] or ep["steps"] == 1000  # failures end at env.spec.max_episode_steps
     assert plan.shape == (-(-ep["steps"] // 100), 4)  # one row per (re)planning step
     assert np.allclose(plan[:, :2], path[: ep["steps"] : 100])  # planned from where the agent stood
+    assert result.plan_steps[0].tolist() == list(range(0, ep["steps"], 100))
     # each skill's planned progress, realised progress and end error, by hand from the records
     tracking = result.skill_tracking(100)
     full = (np.arange(len(plan)) + 1) * 100 <= ep["steps"]
@@ -147,6 +148,33 @@ def test_skill_policy_plans_are_recorded():
     assert tracking["median_end_error"] == pytest.approx(float(np.median(tracking["end_error"])))
     summary, line = result.skill_tracking_summary(100)
     assert summary["skills"] == tracking["skills"] and line.startswith("skills: planned progress")
+
+
+def test_skills_started_inside_a_period_are_recorded_at_their_step_and_tracked_from_it():
+    from torchrl_skills.modules import SkillModel, SkillMPCPolicy
+
+    torch.manual_seed(0)
+    # nothing moves 1e6 m: after the first plan, every check 7 steps into a skill starts a prior skill
+    model = SkillModel(state_dim=2, action_dim=2, z_dim=4, hidden_dim=16)
+    policy = SkillMPCPolicy(model, None, replan_every=100, stall_distance=1e6, stall_check_every=7)
+    result = evaluate_ogbench(policy, NAME, episodes_per_task=1, tasks=[1], progress=False)
+    (ep,), (plan,), (path,), (steps,) = result.episodes, result.plans, result.paths, result.plan_steps
+    assert steps.tolist() == list(range(0, ep["steps"], 7)) and len(plan) == len(steps)
+    assert np.allclose(plan[:, :2], path[steps])
+    # realised progress: where the agent was replan_every steps after each plan
+    tracking = result.skill_tracking(100)
+    full = steps + 100 < len(path)
+    assert tracking["skills"] == full.sum() > 0
+    assert np.allclose(tracking["realised"], np.linalg.norm(path[steps[full] + 100] - plan[full, :2], axis=-1))
+    # results without plan_steps (older reports) keep plan i at step i * replan_every
+    result.plan_steps = []
+    assert result.skill_tracking(7)["realised"].tolist() == tracking_by_period(plan, path, 7)
+
+
+def tracking_by_period(plan, path, period):
+    ends = (np.arange(len(plan)) + 1) * period
+    full = ends < len(path)
+    return np.linalg.norm(path[ends[full]] - plan[full, :2], axis=-1).tolist()
 
 
 def test_results_are_written(tmp_path):
@@ -252,3 +280,19 @@ def test_make_ogbench_policy_wires_stall_recovery():
     for off in (None, 0.0):  # the examples' 0 means off
         policy = make_ogbench_policy("planner", NAME, model, candidates=8, elites=2, stall_distance=off)
         assert policy.stall_distance is None and "skill_count" not in policy.make_tensordict_primer().primers.keys()
+
+
+def test_make_ogbench_policy_wires_the_in_skill_stall_check_and_the_upright_guard():
+    from torchrl_skills.modules import SkillModel, SkillMPCPolicy, UprightGuard
+
+    model = SkillModel(29, 8, z_dim=4, hidden_dim=8)
+    ant = "antmaze-medium-navigate-v0"
+    policy = make_ogbench_policy("planner", ant, model, candidates=8, elites=2, stall_distance=0.3,
+                                 stall_check_every=10, min_up=0.8)  # fmt: skip
+    assert isinstance(policy, UprightGuard) and policy.min_up == 0.8
+    assert isinstance(policy.td_module, SkillMPCPolicy) and policy.stall_check_every == 10
+    plain = make_ogbench_policy("planner", ant, model, candidates=8, elites=2, stall_distance=0.3, stall_check_every=0)
+    assert isinstance(plain, SkillMPCPolicy) and plain.stall_check_every is None
+    assert isinstance(make_ogbench_policy("prior", ant, model, min_up=0.5), UprightGuard)
+    with pytest.raises(ValueError, match="has no ant"):
+        make_ogbench_policy("planner", NAME, SkillModel(4, 2, z_dim=4, hidden_dim=8), candidates=8, elites=2, min_up=0.8)

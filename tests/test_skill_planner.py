@@ -286,3 +286,63 @@ def test_stall_recovery_in_a_rollout_never_replaces_the_first_plan_of_an_episode
         SkillMPCPolicy(model, planner, stall_distance=0.0)
     with pytest.raises(ValueError, match="position_indices"):
         SkillMPCPolicy(model, planner, stall_distance=0.3, position_indices=(0, 4))
+
+
+def test_stall_check_inside_a_skill_switches_a_stuck_episode_to_a_prior_skill_at_once():
+    model = small_model()
+    planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2)
+    policy = SkillMPCPolicy(model, planner, replan_every=30, stall_distance=0.3, stall_check_every=10)
+    # 10 steps into their skills: episode 0 moved 0.05 (< 0.3 * 10 / 30 = 0.1: stuck), episode 1
+    # moved 0.15 (not stuck), episode 2 is at step 5 (no check), episode 3 at step 20 moved 0.15
+    # (< 0.2: stuck), episode 4 moved 0.05 but is done (frozen; never replanned)
+    state = torch.zeros(5, 4)
+    state[:, 0] = torch.tensor([0.05, 0.15, 0.0, 0.15, 0.05])
+    td = TensorDict(
+        {
+            "observation": state,
+            "desired_goal": torch.ones(5, 2),
+            "skill": torch.arange(5.0).unsqueeze(-1).expand(5, 8).clone(),
+            "skill_step": torch.tensor([[10], [10], [5], [20], [10]]),
+            "skill_end": torch.zeros(5, 4),
+            "skill_start": torch.zeros(5, 2),
+            "skill_count": torch.ones(5, 1, dtype=torch.int64),
+            "done": torch.tensor([[False], [False], [False], [False], [True]]),
+        },
+        [5],
+    )
+    out = policy(td)
+    assert policy.stall_recoveries == 2 and policy.planning_sizes == []  # prior skills only: no planner call
+    assert out["skill_started"].squeeze(-1).tolist() == [True, False, False, True, False]
+    assert out["next", "skill_step"].squeeze(-1).tolist() == [1, 11, 6, 1, 11]  # the new skills restart their count
+    for k in (1, 2, 4):
+        assert torch.equal(out["next", "skill"][k], td["skill"][k])
+    for k in (0, 3):
+        assert not torch.equal(out["next", "skill"][k], td["skill"][k])
+    torch.testing.assert_close(out["next", "skill_start"][[0, 3]], state[[0, 3], :2])
+    assert out["next", "skill_count"].squeeze(-1).tolist() == [2, 1, 1, 2, 1]
+    # a regular replan checks the full period's distance, as without the in-skill check
+    td["skill_step"] = torch.zeros(5, 1, dtype=torch.int64)
+    td["observation"][:, 0] = torch.tensor([0.25, 0.35, 0.25, 0.35, 0.0])
+    td["done"][:] = False
+    out = policy(td)
+    assert out["skill_started"].all() and policy.stall_recoveries == 2 + 3 and policy.planning_sizes == [2]
+    with pytest.raises(ValueError, match="set stall_distance too"):
+        SkillMPCPolicy(model, planner, stall_check_every=10)
+    with pytest.raises(ValueError, match="stall_check_every must be a positive"):
+        SkillMPCPolicy(model, planner, stall_distance=0.3, stall_check_every=0)
+
+
+def test_stall_check_in_a_rollout_marks_each_new_skill():
+    model = small_model()
+    base = GymEnv("PointMaze_UMaze-v3", continuing_task=False, max_episode_steps=40)
+    planner = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2)
+    # nothing moves 1e6: every check after the first plan of an episode finds a stall
+    policy = SkillMPCPolicy(
+        model, planner, replan_every=10, action_spec=base.action_spec, stall_distance=1e6, stall_check_every=4
+    )
+    env = TransformedEnv(base, policy.make_tensordict_primer())
+    env.set_seed(0)
+    rollout = env.rollout(40, policy)
+    started = rollout["skill_started"].squeeze(-1).nonzero().squeeze(-1).tolist()
+    assert started == [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]  # each new skill is checked 4 steps in
+    assert len(policy.planning_times) == 1 and policy.stall_recoveries == 9

@@ -26,8 +26,8 @@ class _FlagReadingSliceSampler(SliceSampler):
         return super()._finalize_index(storage=_SelectedEntries(storage, keys), **kwargs)
 
 
-class _RowGatherStorage(LazyTensorStorage):
-    """:class:`~torchrl.data.LazyTensorStorage` that reads a batch of rows with ``index_select``.
+class _RowGatherMixin:
+    """A torchrl tensor storage that reads a batch of rows with ``index_select``.
 
     Works around slow advanced indexing: the storage reads ``tensor[(index,)]`` (``aten::index``),
     which on ``uint8`` frames is several times slower than ``tensor.index_select(0, index)`` (torch
@@ -44,8 +44,22 @@ class _RowGatherStorage(LazyTensorStorage):
         ):  # fmt: skip
             rows = index.to(device=self._storage.device, dtype=torch.long)
             rows = torch.where(rows < 0, rows + len(self), rows)  # negative rows count from the end, as indexing does
-            return self._storage.apply(lambda t: t.index_select(0, rows), batch_size=rows.shape)
+            return self._storage.apply(lambda t: _plain(t).index_select(0, rows), batch_size=rows.shape)
         return super().get(index)
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """The memory-mapped file of a ``MemoryMappedTensor`` seen as a plain tensor (no copy), so that
+    what is read from it is an ordinary tensor, as torchrl's own indexing returns."""
+    return tensor.as_subclass(torch.Tensor) if type(tensor) is not torch.Tensor else tensor
+
+
+class _RowGatherStorage(_RowGatherMixin, LazyTensorStorage):
+    """:class:`~torchrl.data.LazyTensorStorage` reading rows with ``index_select`` (``_RowGatherMixin``)."""
+
+
+class _RowGatherMemmapStorage(_RowGatherMixin, LazyMemmapStorage):
+    """:class:`~torchrl.data.LazyMemmapStorage` reading rows with ``index_select`` (``_RowGatherMixin``)."""
 
 
 def _sibling(key: NestedKey, name: str) -> NestedKey:
@@ -116,7 +130,7 @@ def make_window_replay_buffer(
     # LazyTensorStorage(device=None) fails in torchrl 0.14 (torch.device(None)): pass "cpu" explicitly
     device = "cpu" if device is None else device
     storage = (
-        LazyMemmapStorage(capacity, scratch_dir=scratch_dir, device=device)
+        _RowGatherMemmapStorage(capacity, scratch_dir=scratch_dir, device=device)
         if memmap
         else _RowGatherStorage(capacity, device=device)
     )

@@ -76,6 +76,9 @@ class OGBenchResult:
         plans (list of np.ndarray): per episode, ``[replans, 4]`` rows ``(x, y, planned_x, planned_y)``:
             where the policy (re)planned and where the world model expected the skill to end.
         wall_time_s (float): seconds spent evaluating.
+        plan_steps (list of np.ndarray): per episode, the env step of each row of ``plans``
+            (``[replans]`` int); empty for results made before it was recorded, whose plan ``i``
+            was made at step ``i * replan_every``.
     """
 
     env_name: str
@@ -83,6 +86,7 @@ class OGBenchResult:
     paths: list = dataclasses.field(default_factory=list)
     plans: list = dataclasses.field(default_factory=list)
     wall_time_s: float = 0.0
+    plan_steps: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def merge(cls, results: Sequence[OGBenchResult]) -> OGBenchResult:
@@ -96,6 +100,7 @@ class OGBenchResult:
             merged.episodes += r.episodes
             merged.paths += r.paths
             merged.plans += r.plans
+            merged.plan_steps += r.plan_steps
         return merged
 
     @property
@@ -161,11 +166,12 @@ class OGBenchResult:
     def skill_tracking(self, replan_every: int) -> dict:
         """How far the executed skills went against how far the world model said they would.
 
-        For every (re)planning point of every episode (the policy replans every ``replan_every``
-        env steps, so plan ``i`` is made at step ``i * replan_every``), with ``p`` the x-y where it
-        planned, ``e`` the world model's mean skill end point and ``r`` the x-y reached at the next
-        planning point: the planned progress ``||e - p||``, the realised progress ``||r - p||`` and
-        the end-point error ``||e - r||``. Skills cut short by the episode's end are left out.
+        For every (re)planning point of every episode, with ``p`` the x-y where it planned, ``e``
+        the world model's mean skill end point and ``r`` the x-y reached ``replan_every`` steps
+        later (the next regular planning point): the planned progress ``||e - p||``, the realised
+        progress ``||r - p||`` and the end-point error ``||e - r||``. Skills cut short by the
+        episode's end are left out. The step of each plan is read from ``plan_steps``; results
+        without them had plan ``i`` at step ``i * replan_every``.
 
         With ``replan_every`` equal to the skill length ``T`` each skill runs to its end, so the
         three numbers compare like with like; with a shorter ``replan_every`` (the paper replans
@@ -186,10 +192,11 @@ class OGBenchResult:
         if isinstance(replan_every, bool) or not isinstance(replan_every, int) or replan_every < 1:
             raise ValueError(f"replan_every must be a positive integer, got {replan_every!r}.")
         planned, realised, error = [], [], []
-        for path, plan in zip(self.paths, self.plans):
+        steps = self.plan_steps if len(self.plan_steps) == len(self.plans) else [None] * len(self.plans)
+        for path, plan, at in zip(self.paths, self.plans, steps):
             if not len(plan):
                 continue
-            ends = (np.arange(len(plan)) + 1) * replan_every
+            ends = (np.arange(len(plan)) * replan_every if at is None else np.asarray(at)) + replan_every
             full = ends < len(path)  # the skill ran replan_every steps before the episode ended
             here, predicted, reached = plan[full, :2], plan[full, 2:4], path[ends[full]]
             planned.append(np.linalg.norm(predicted - here, axis=-1))
@@ -430,6 +437,8 @@ def make_ogbench_policy(
     stall_distance: float | None = None,
     oracle_noise: float = 0.0,
     select: str = "mean",
+    stall_check_every: int | None = None,
+    min_up: float | None = None,
 ):
     """The policies the CLI and the examples evaluate.
 
@@ -460,6 +469,12 @@ def make_ogbench_policy(
         select (str): ``"planner"`` only: execute the CEM elites' mean (``"mean"``) or the best
             candidate seen (``"best"``); see :class:`~torchrl_skills.modules.SkillCEMPlanner`.
             Defaults to ``"mean"``.
+        stall_check_every (int, optional): ``"planner"`` only: also check for a stall every this many
+            steps inside a skill (needs ``stall_distance``). ``None`` or ``0``: only at the end of each
+            skill period. Defaults to ``None``.
+        min_up (float, optional): ``"planner"`` and ``"prior"`` on the ant mazes: zero the action while
+            the torso's up axis has a z component below this (:class:`~torchrl_skills.modules.UprightGuard`).
+            ``None``: no guard. Defaults to ``None``.
 
     Examples:
         >>> policy = make_ogbench_policy("oracle", "pointmaze-medium-navigate-v0")
@@ -468,7 +483,7 @@ def make_ogbench_policy(
     """
     from torchrl.envs.utils import RandomPolicy
 
-    from torchrl_skills.modules import SkillMPCPolicy, make_skill_planner
+    from torchrl_skills.modules import SkillMPCPolicy, UprightGuard, make_skill_planner
 
     if kind not in ("planner", "prior", "oracle", "random"):
         raise ValueError(f"Unknown policy {kind!r}: choose planner, prior, oracle or random.")
@@ -485,8 +500,14 @@ def make_ogbench_policy(
         return RandomPolicy(Bounded(low, high, low.shape))
     if model is None:
         raise ValueError(f"The {kind!r} policy needs a skill model: pass --checkpoint.")
+    if min_up is not None and not env_name.startswith("antmaze"):
+        raise ValueError(f"min_up guards the ant's torso; {env_name} has no ant: leave it None.")
+
+    def guarded(policy):
+        return policy if min_up is None else UprightGuard(policy, min_up=min_up)
+
     if kind == "prior":
-        return SkillMPCPolicy(model, None, replan_every=replan_every)
+        return guarded(SkillMPCPolicy(model, None, replan_every=replan_every))
     skill_penalty = None
     if off_data_penalty:
         from torchrl_skills.envs import GraphDistanceCost, OffDataPenalty
@@ -501,7 +522,11 @@ def make_ogbench_policy(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
         cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty, select=select,
     )  # fmt: skip
-    return SkillMPCPolicy(model, planner, replan_every=replan_every, stall_distance=stall_distance or None)
+    policy = SkillMPCPolicy(
+        model, planner, replan_every=replan_every, stall_distance=stall_distance or None,
+        stall_check_every=stall_check_every or None,
+    )  # fmt: skip
+    return guarded(policy)
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -593,16 +618,21 @@ def evaluate_ogbench(
         td = env.reset()
         xy = [td["achieved_goal"].cpu().numpy()]
         plans = [[] for _ in slots]
+        plan_steps = [[] for _ in slots]
         steps = np.zeros(len(slots), dtype=np.int64)
         while not td["done"].all():
             live = ~td["done"].reshape(-1).cpu().numpy()
             td = policy(td)
-            if "skill_step" in td.keys():
-                planned = (td["skill_step"].reshape(-1).cpu().numpy() == 0) & live
+            started = td.get("skill_started", None)
+            if started is None and "skill_step" in td.keys():  # a policy of its own, without the marker
+                started = td["skill_step"] == 0
+            if started is not None:
+                planned = started.reshape(-1).cpu().numpy() & live
                 for k in np.flatnonzero(planned):
                     here = td["achieved_goal"][k].cpu().numpy()
                     end = td["next", "skill_end"][k, :2].cpu().numpy()
                     plans[k].append([*here, *end])
+                    plan_steps[k].append(int(steps[k]))
             td = env.step(td)
             steps += live
             xy.append(td["next", "achieved_goal"].cpu().numpy())
@@ -626,6 +656,7 @@ def evaluate_ogbench(
             )
             result.paths.append(xy[slot, : n + 1])
             result.plans.append(np.array(plans[slot]).reshape(-1, 4))
+            result.plan_steps.append(np.array(plan_steps[slot], dtype=np.int64))
             successes += bool(success[slot])
         bar.update(len(chunk))
         bar.set_postfix(success=f"{successes}/{len(result.episodes)}")
@@ -671,6 +702,12 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--stall-distance", type=float, default=0.0,
                    help="stall recovery: the next skill of an episode that moved less than this is drawn from the "
                         "prior (0: off; 0.3 on the ant mazes) (default: %(default)s)")
+    p.add_argument("--stall-check-every", type=int, default=0,
+                   help="also check for a stall every this many steps inside a skill (0: only at each replan) "
+                        "(default: %(default)s)")
+    p.add_argument("--min-up", type=float, default=None,
+                   help="ant mazes: zero the action while the torso's up axis has a z component below this (0.8 "
+                        "on the ant mazes; None: no guard) (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="episode seeds (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--out-dir", default="outputs/ogbench_eval", help="results.json and results.png (default: %(default)s)")
@@ -678,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="only merge results.json files of several training seeds (run side by side) into one report")
     args = p.parse_args(argv)
-    for name in ("off_data_penalty", "stall_distance", "oracle_noise"):
+    for name in ("off_data_penalty", "stall_distance", "oracle_noise", "stall_check_every"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0 (0: off), got {getattr(args, name)}")
     outputs = ["results.json", "results.png"]  # what a run writes into --out-dir, and replaces
@@ -711,6 +748,7 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
         elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
         eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty, off_data_radius=args.off_data_radius,
         stall_distance=args.stall_distance, oracle_noise=args.oracle_noise,
+        stall_check_every=args.stall_check_every, min_up=args.min_up,
     )  # fmt: skip
     result = evaluate_ogbench(
         policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,

@@ -255,7 +255,10 @@ class SkillMPCPolicy(TensorDictModuleBase):
     ``p(z | s)`` instead of the planned one, which moves it somewhere the data went from there;
     the planner takes over again at the next replan. Two more entries are then carried: the
     position where the current skill started and the number of skills started in the episode (the
-    first skill of an episode is always planned).
+    first skill of an episode is always planned). With ``stall_check_every`` set as well, the
+    check also runs inside a skill, every ``stall_check_every`` steps, against the same distance
+    scaled to the steps elapsed: a stuck episode then switches to a prior skill at once (its skill
+    counter restarts) instead of waiting out the skill period.
 
     Keys (configurable):
 
@@ -270,10 +273,13 @@ class SkillMPCPolicy(TensorDictModuleBase):
     ``"skill_start"``            in/next   with ``stall_distance``: position where it started
     ``"skill_count"``            in/next   with ``stall_distance``: skills started, int64 ``[*, 1]``
     ``"action"``                 out       the low-level action
+    ``"skill_started"``          out       a new skill was chosen at this step, bool ``[*, 1]``
     ===========================  ========  ==================================================
 
-    A root ``"skill_step"`` of 0 marks the steps at which the policy (re)planned; the new skill
-    and its predicted end are then under ``("next", "skill")`` and ``("next", "skill_end")``.
+    ``"skill_started"`` marks the steps at which the policy (re)planned (or switched to a prior
+    skill); the new skill and its predicted end are then under ``("next", "skill")`` and
+    ``("next", "skill_end")``. Without ``stall_check_every`` these are the steps whose root
+    ``"skill_step"`` is 0.
 
     Args:
         skill_model (SkillModel): the trained skill model.
@@ -290,10 +296,16 @@ class SkillMPCPolicy(TensorDictModuleBase):
         stall_distance (float, optional): distance the position must move during one skill period
             (``replan_every`` steps) not to count as stuck; a stuck episode's next skill is drawn
             from the prior (see above). ``None`` turns stall recovery off. Defaults to ``None``.
+        stall_check_every (int, optional): also check for a stall every this many steps inside a
+            skill (needs ``stall_distance``): after ``n`` steps an episode that moved less than
+            ``stall_distance * n / replan_every`` switches to a prior skill at once. ``None``:
+            check only at the end of each skill period. Defaults to ``None``.
         position_indices (sequence of int, optional): the state entries of the position that
             ``stall_distance`` measures. Defaults to ``(0, 1)``.
         skill_start_key, skill_count_key (NestedKey, optional): keys of the carried state of stall
             recovery.
+        skill_started_key (NestedKey, optional): the output marking a new skill. Defaults to
+            ``"skill_started"``.
 
     Attributes:
         planning_times (list of float): seconds spent in each planning call, appended by every
@@ -334,6 +346,8 @@ class SkillMPCPolicy(TensorDictModuleBase):
         position_indices: Sequence[int] = (0, 1),
         skill_start_key: NestedKey = "skill_start",
         skill_count_key: NestedKey = "skill_count",
+        stall_check_every: int | None = None,
+        skill_started_key: NestedKey = "skill_started",
     ):
         super().__init__()
         if replan_every < 1:
@@ -342,6 +356,11 @@ class SkillMPCPolicy(TensorDictModuleBase):
             raise ValueError(
                 f"stall_distance must be > 0 (distance moved per skill), or None to turn it off, got {stall_distance}."
             )
+        if stall_check_every is not None:
+            if stall_distance is None:
+                raise ValueError("stall_check_every checks for stalls: set stall_distance too, or pass None.")
+            if isinstance(stall_check_every, bool) or not isinstance(stall_check_every, int) or stall_check_every < 1:
+                raise ValueError(f"stall_check_every must be a positive number of env steps, got {stall_check_every!r}.")
         position_indices = [int(i) for i in position_indices]
         if not position_indices or not all(0 <= i < skill_model.state_dim for i in position_indices):
             raise ValueError(
@@ -372,11 +391,13 @@ class SkillMPCPolicy(TensorDictModuleBase):
         self.stall_distance = None if stall_distance is None else float(stall_distance)
         self.register_buffer("position_indices", torch.tensor(position_indices, dtype=torch.long), persistent=False)
         self.skill_start_key, self.skill_count_key = skill_start_key, skill_count_key
+        self.stall_check_every = stall_check_every
+        self.skill_started_key = skill_started_key
         carried = [skill_key, skill_step_key, skill_end_key]
         if self.stall_distance is not None:
             carried += [skill_start_key, skill_count_key]
         self.in_keys = [*self.observation_keys, goal_key, *carried]
-        self.out_keys = [action_key, *(("next", key) for key in carried)]
+        self.out_keys = [action_key, skill_started_key, *(("next", key) for key in carried)]
         self.planning_times: list[float] = []
         self.planning_sizes: list[int] = []
         self.stall_recoveries = 0
@@ -482,12 +503,22 @@ class SkillMPCPolicy(TensorDictModuleBase):
         skill = self._get(tensordict, self.skill_key, primer_hint).to(state.dtype)
         skill_end = self._get(tensordict, self.skill_end_key, primer_hint).to(state.dtype)
 
-        replan = (skill_step.reshape(-1) % self.replan_every) == 0
+        step = skill_step.reshape(-1)
+        replan = (step % self.replan_every) == 0
+        check = replan  # where a stall is looked for
+        if self.stall_check_every is not None:
+            check = replan | ((step > 0) & (step % self.stall_check_every == 0))
         done = tensordict.get("done", None)
         if done is not None and done.numel() == replan.numel():
             # Finished episodes of a batch run side by side (kept frozen until all are done) are
             # not planned for: late in an evaluation they can be most of the batch.
             replan = replan & ~done.reshape(-1)
+            check = check & ~done.reshape(-1)
+        stuck = None
+        if self.stall_distance is not None and check.any():
+            stuck = self._stuck(tensordict, state.reshape(-1, state.shape[-1]), step, check, primer_hint)
+            self.stall_recoveries += int(stuck.sum())
+            replan = replan | stuck
         if replan.any():
             goal = self._get(
                 tensordict,
@@ -497,10 +528,6 @@ class SkillMPCPolicy(TensorDictModuleBase):
             ).to(state.dtype)
             flat_state = state.reshape(-1, state.shape[-1])
             flat_goal = goal.reshape(-1, goal.shape[-1])
-            stuck = None
-            if self.stall_distance is not None:
-                stuck = self._stuck(tensordict, flat_state, replan, primer_hint)
-                self.stall_recoveries += int(stuck.sum())
             from_prior = None if stuck is None else stuck[replan]
             new_skill, new_end = self.plan(flat_state[replan], flat_goal[replan], from_prior)
             # Envs that do not replan keep their skill; a masked write covers [] and [B] alike.
@@ -514,9 +541,12 @@ class SkillMPCPolicy(TensorDictModuleBase):
         action = network_mean(self.skill_model.skill_policy, state, skill)  # deterministic: no scale head
         if self.action_spec is not None:
             action = self.action_spec.project(action.to(self.action_spec.dtype))
+        started = replan.reshape(skill_step.shape)
         tensordict.set(self.action_key, action)
+        tensordict.set(self.skill_started_key, started)
         tensordict.set(("next", self.skill_key), skill)
-        tensordict.set(("next", self.skill_step_key), (skill_step + 1) % self.replan_every)
+        # a skill started now (planned, or a prior skill after a stall) has run one step next
+        tensordict.set(("next", self.skill_step_key), torch.where(started, 1, skill_step + 1) % self.replan_every)
         tensordict.set(("next", self.skill_end_key), skill_end)
         if self.stall_distance is not None:
             self._carry_stall_state(tensordict, state, replan, primer_hint)
@@ -526,13 +556,15 @@ class SkillMPCPolicy(TensorDictModuleBase):
         return state.index_select(-1, self.position_indices.to(state.device))
 
     def _stuck(
-        self, tensordict: TensorDictBase, flat_state: torch.Tensor, replan: torch.Tensor, hint: str
+        self, tensordict: TensorDictBase, flat_state: torch.Tensor, step: torch.Tensor, check: torch.Tensor, hint: str
     ) -> torch.Tensor:
-        """``[B]`` mask of the replanning episodes whose last skill moved less than ``stall_distance``."""
-        start = self._get(tensordict, self.skill_start_key, hint).reshape(replan.numel(), -1).to(flat_state.dtype)
+        """``[B]`` mask of the checked episodes whose current skill moved less than its share of ``stall_distance``."""
+        start = self._get(tensordict, self.skill_start_key, hint).reshape(check.numel(), -1).to(flat_state.dtype)
         count = self._get(tensordict, self.skill_count_key, hint).reshape(-1)
         moved = (self._positions(flat_state) - start).norm(dim=-1)
-        return replan & (count > 0) & (moved < self.stall_distance)
+        # steps run with the current skill: a full period at a regular replan (step wrapped to 0)
+        elapsed = torch.where(step == 0, self.replan_every, step).to(moved.dtype)
+        return check & (count > 0) & (moved < self.stall_distance * elapsed / self.replan_every)
 
     def _carry_stall_state(
         self, tensordict: TensorDictBase, state: torch.Tensor, replan: torch.Tensor, hint: str

@@ -21,6 +21,7 @@ from torchrl_skills.utils.checkpoint import (
     state_dict_mismatch,
     load_replay_buffer_state,
     replay_buffer_state,
+    replay_rows_oldest_first,
     training_state,
 )
 from torchrl_skills.utils.cli import (
@@ -58,6 +59,7 @@ __all__ = [
     "state_dict_mismatch",
     "load_replay_buffer_state",
     "replay_buffer_state",
+    "replay_rows_oldest_first",
     "non_negative_int",
     "positive_float",
     "positive_int",

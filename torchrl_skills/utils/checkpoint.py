@@ -319,6 +319,29 @@ def replay_buffer_state(buffer) -> dict[str, Any]:
     return {"rows": buffer.storage.get(torch.arange(n)).clone()}
 
 
+def replay_rows_oldest_first(buffer):
+    """The rows a replay buffer holds, oldest first (a copy), whether or not its storage wrapped.
+
+    After a round-robin storage wraps, ``buffer[:len(buffer)]`` starts in the middle of time; these
+    rows do not, so extending any empty buffer with them rebuilds the same FIFO history (a smaller
+    one keeps the newest rows, as it would have). ``None`` for an empty buffer (nothing to keep).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> rb = TensorDictReplayBuffer(storage=LazyTensorStorage(5), batch_size=2)
+        >>> _ = rb.extend(TensorDict({"x": torch.arange(7)}, [7]))  # 0 and 1 overwritten by 5 and 6
+        >>> rb[:]["x"].tolist(), replay_rows_oldest_first(rb)["x"].tolist()
+        ([5, 6, 2, 3, 4], [2, 3, 4, 5, 6])
+    """
+    n = len(buffer)
+    if n == 0:
+        return None
+    oldest = buffer.write_count % n if n >= buffer.storage.max_size else 0
+    return buffer.storage.get((torch.arange(n) + oldest) % n).clone()
+
+
 def load_replay_buffer_state(buffer, state: dict[str, Any]) -> None:
     """Restores what :func:`replay_buffer_state` saved into ``buffer`` (empty, same storage class)."""
     if "rows" in state:
