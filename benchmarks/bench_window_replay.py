@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 
 import torch
@@ -44,8 +45,6 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     from tensordict import TensorDict
-    import tempfile
-
     from torchrl.data import LazyMemmapStorage, LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 
     from torchrl_skills.data import make_window_replay_buffer

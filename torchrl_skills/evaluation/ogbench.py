@@ -668,7 +668,7 @@ def evaluate_ogbench(
 
 def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     """Command line: ``python -m torchrl_skills.evaluation.ogbench``."""
-    from torchrl_skills.utils.cli import ArgumentParser, positive_int
+    from torchrl_skills.utils.cli import ArgumentParser, non_negative_int, positive_int
     from torchrl_skills.utils.outputs import OutputDir
 
     p = ArgumentParser(
@@ -702,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--stall-distance", type=float, default=0.0,
                    help="stall recovery: the next skill of an episode that moved less than this is drawn from the "
                         "prior (0: off; 0.3 on the ant mazes) (default: %(default)s)")
-    p.add_argument("--stall-check-every", type=int, default=0,
+    p.add_argument("--stall-check-every", type=non_negative_int, default=0,
                    help="also check for a stall every this many steps inside a skill (0: only at each replan) "
                         "(default: %(default)s)")
     p.add_argument("--min-up", type=float, default=None,
@@ -715,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="only merge results.json files of several training seeds (run side by side) into one report")
     args = p.parse_args(argv)
-    for name in ("off_data_penalty", "stall_distance", "oracle_noise", "stall_check_every"):
+    for name in ("off_data_penalty", "stall_distance", "oracle_noise"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0 (0: off), got {getattr(args, name)}")
     outputs = ["results.json", "results.png"]  # what a run writes into --out-dir, and replaces

@@ -503,6 +503,7 @@ class SkillMPCPolicy(TensorDictModuleBase):
         skill = self._get(tensordict, self.skill_key, primer_hint).to(state.dtype)
         skill_end = self._get(tensordict, self.skill_end_key, primer_hint).to(state.dtype)
 
+        flat_state = state.reshape(-1, state.shape[-1])
         step = skill_step.reshape(-1)
         replan = (step % self.replan_every) == 0
         check = replan  # where a stall is looked for
@@ -516,7 +517,7 @@ class SkillMPCPolicy(TensorDictModuleBase):
             check = check & ~done.reshape(-1)
         stuck = None
         if self.stall_distance is not None and check.any():
-            stuck = self._stuck(tensordict, state.reshape(-1, state.shape[-1]), step, check, primer_hint)
+            stuck = self._stuck(tensordict, flat_state, step, check, primer_hint)
             self.stall_recoveries += int(stuck.sum())
             replan = replan | stuck
         if replan.any():
@@ -526,7 +527,6 @@ class SkillMPCPolicy(TensorDictModuleBase):
                 "The goal is read from the env; GymEnv's maze envs expose it as 'desired_goal' (pass goal_key= "
                 "otherwise).",
             ).to(state.dtype)
-            flat_state = state.reshape(-1, state.shape[-1])
             flat_goal = goal.reshape(-1, goal.shape[-1])
             from_prior = None if stuck is None else stuck[replan]
             new_skill, new_end = self.plan(flat_state[replan], flat_goal[replan], from_prior)
