@@ -309,7 +309,7 @@ def run_episodes(
             reached = np.flatnonzero(dist <= success_distance)
             success = reached.size > 0
             successes += success
-            replans = int((episode["skill_step"] == 0).sum()) if "skill_step" in episode.keys() else 0
+            replans = int(episode["skill_started"].sum()) if "skill_started" in episode.keys() else 0
             episodes.append(
                 {
                     "seed": seed,
@@ -413,8 +413,8 @@ def plot_trajectories(
         goal = ep["goal"]
         ax.add_patch(plt.Circle(goal, radius, color="tab:green", alpha=0.25))
         ax.plot(*goal, "*", color="tab:green", ms=14, label="goal")
-        if show_plan and "skill_step" in rollout.keys():
-            replan = (rollout["skill_step"].reshape(-1) == 0).cpu().numpy()
+        if show_plan and "skill_started" in rollout.keys():
+            replan = rollout["skill_started"].reshape(-1).cpu().numpy()
             at = rollout["achieved_goal"].cpu().numpy()[replan]
             pred = rollout["next", "skill_end"].cpu().numpy()[replan][:, list(xy_indices)]
             for a, b in zip(at, pred):
