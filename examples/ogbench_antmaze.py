@@ -91,6 +91,9 @@ def parse_args(argv=None):
     p.add_argument("--graph-nodes", type=positive_int, default=1000, help="nodes of the dataset graph")
     p.add_argument("--graph-edge-steps", type=positive_int, default=20,
                    help="join two nodes when the data went from one to the other within this many steps")
+    p.add_argument("--graph-entry-nodes", type=positive_int, default=1,
+                   help="a position enters the dataset graph at the best of its N nearest nodes (1: the nearest; "
+                        "GraphDistanceCost(entry_nodes=))")
     p.add_argument("--horizon", type=positive_int, default=3, help="skills planned ahead (paper: 3)")
     p.add_argument("--candidates", type=positive_int, default=None, help="CEM candidates per episode (None: preset)")
     p.add_argument("--elites", type=positive_int, default=None, help="CEM elites (None: preset)")
@@ -185,7 +188,7 @@ def main(argv=None) -> dict:
     cost = None
     if args.cost == "graph":
         cost = GraphDistanceCost.from_dataset(
-            dataset_id, num_nodes=args.graph_nodes, max_edge_steps=args.graph_edge_steps
+            dataset_id, num_nodes=args.graph_nodes, max_edge_steps=args.graph_edge_steps, entry_nodes=args.graph_entry_nodes
         ).to(device)
         print(f"planning cost: {cost}")
 

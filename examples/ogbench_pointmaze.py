@@ -70,6 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--graph-edge-steps", type=positive_int, default=10,
                    help="join two nodes when the data went from one to the other within this many steps "
                         "(default: %(default)s)")
+    p.add_argument("--graph-entry-nodes", type=positive_int, default=1,
+                   help="a position enters the dataset graph at the best of its N nearest nodes (1: the nearest; "
+                        "GraphDistanceCost(entry_nodes=))")
     p.add_argument("--horizon", type=positive_int, default=3, help="skills planned ahead (default: %(default)s)")
     p.add_argument("--candidates", type=positive_int, default=500,
                    help="CEM candidates per episode (default: %(default)s; paper and full runs 1000)")
@@ -153,7 +156,7 @@ def run(args, out: OutputDir) -> dict:
     cost = None
     if args.cost == "graph":
         cost = GraphDistanceCost.from_dataset(
-            dataset_id, num_nodes=args.graph_nodes, max_edge_steps=args.graph_edge_steps
+            dataset_id, num_nodes=args.graph_nodes, max_edge_steps=args.graph_edge_steps, entry_nodes=args.graph_entry_nodes
         ).to(device)
         print(f"planning cost: {cost}")
     timing["cost_s"] = time.perf_counter() - t0

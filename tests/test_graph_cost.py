@@ -199,7 +199,44 @@ def test_off_data_penalty_stops_the_planner_cutting_through_walls():
     assert torch.allclose(careful.returns(start, two, goal, min_cost), total, atol=1e-4)
 
 
+def test_entry_nodes_by_hand():
+    # three nodes on a line, 0 - 1 - 2, one unit apart; the goal sits at node 2
+    nodes = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    D = torch.cdist(nodes, nodes)
+    flat = GraphDistanceCost(nodes, D)
+    entry = GraphDistanceCost(nodes, D, entry_nodes=2)
+    goal = torch.tensor([2.0, 0.0])
+    # inside node 0's cell (x < 0.5) the nearest-node cost is flat at D[0, 2] = 2
+    p = torch.tensor([[0.1, 0.3], [0.4, 0.3]])
+    assert flat.distance(p, goal).tolist() == pytest.approx([2.0, 2.0])
+    # with two entry nodes, both 0 and 1 are candidates: min(|p - n0| + 2, |p - n1| + 1)
+    expected = torch.minimum((p - nodes[0]).norm(dim=-1) + 2, (p - nodes[1]).norm(dim=-1) + 1)
+    assert entry.distance(p, goal) == pytest.approx(expected, abs=1e-4)
+    assert entry.distance(p[1], goal) < entry.distance(p[0], goal)  # deeper along the route costs less
+    # the straight line still bounds it from below, and the goal costs 0
+    assert entry.distance(goal, goal).item() == pytest.approx(0.0, abs=1e-6)
+    assert "entry_nodes=2" in repr(entry) and "entry_nodes" not in repr(flat)
+
+
+def test_entry_nodes_make_the_cost_decrease_inside_a_cell():
+    path = _u_corridor(600)
+    episode = torch.zeros(len(path), dtype=torch.long)
+    flat = GraphDistanceCost.from_trajectories(path, episode, num_nodes=30)
+    entry = GraphDistanceCost.from_trajectories(path, episode, num_nodes=30, entry_nodes=4)
+    goal = torch.tensor([0.0, 2.0])
+    along = path[:200:4]  # the first leg, away from the goal's leg across the wall
+    f, e = flat.distance(along, goal), entry.distance(along, goal)
+    # nearest-node: a staircase (many equal neighbours); entry nodes: strictly decreasing
+    assert (f[1:] == f[:-1]).sum() > len(f) // 2
+    assert (e[1:] < e[:-1]).all()
+    # still the path around the wall, not the 2 m straight line
+    assert e[0].item() == pytest.approx(10.0, abs=0.5)
+    assert (e - f).abs().max() < 1.0  # within about a node spacing of the nearest-node cost
+
+
 def test_bad_inputs():
+    with pytest.raises(ValueError, match="entry_nodes must be an int >= 1"):
+        GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4), entry_nodes=0)
     with pytest.raises(ValueError, match="weight must be >= 0"):
         OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), -1.0)
     with pytest.raises(ValueError, match="segment_points must be an integer >= 0"):

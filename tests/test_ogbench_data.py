@@ -1,6 +1,8 @@
 """OGBench navigate datasets regenerated with OGBench's procedure (torchrl_skills.data.ogbench)."""
 from __future__ import annotations
 
+import json
+
 import minari
 import numpy as np
 import pytest
@@ -125,3 +127,19 @@ def test_cli(small_medium, capsys):
     main(["--dataset", "pointmaze-medium-navigate-v0", "--num-episodes", "1", "--val", "--no-progress"])
     out = capsys.readouterr().out
     assert "pointmaze-medium-navigate-1ep-val-v0 (generated)" in out and "1001 / 1" in out
+
+
+def test_evaluation_cli_builds_the_graph_cost_as_the_examples_do(small_medium, tmp_path):
+    from torchrl_skills.evaluation.ogbench import main as evaluate
+
+    out = tmp_path / "eval"
+    argv = ["--policy", "random", "--cost", "graph", "--graph-dataset", small_medium, "--graph-nodes", "40",
+            "--episodes-per-task", "1", "--no-progress", "--out-dir", str(out)]  # fmt: skip
+    evaluate(argv + ["--graph-entry-nodes", "3"])
+    report = json.loads((out / "results.json").read_text())
+    assert report["episodes"] == 5 and 0 <= report["success_rate"] <= 1  # uniform actions, all 5 tasks side by side
+    config = report["config"]
+    # the point mazes join nodes within 10 steps, as ogbench_pointmaze.py does (the ant mazes: 20)
+    assert config["graph_edge_steps"] == 10 and config["graph_entry_nodes"] == 3 and config["graph_nodes"] == 40
+    evaluate(argv + ["--graph-edge-steps", "5"])
+    assert json.loads((out / "results.json").read_text())["config"]["graph_edge_steps"] == 5

@@ -24,6 +24,7 @@ def test_ogbench_pointmaze_example_runs_and_resumes(tmp_path, minari_store):
     assert out["timing"]["train_s"][0] > 0
     assert report["skill_tracking"]["skills"] > 0 and report["skill_tracking"]["median_planned"] >= 0
     # a second run reuses the checkpoint (resume: nothing left to train) and evaluates validation goals
-    again = main(argv + ["--validate", "--validation-tasks", "2"])
+    again = main(argv + ["--validate", "--validation-tasks", "2", "--graph-entry-nodes", "3"])
     assert again["result"].tasks == ["val0", "val1"]
+    assert json.loads((tmp_path / "run" / "validation.json").read_text())["config"]["graph_entry_nodes"] == 3
     assert (tmp_path / "run" / "validation.json").exists()

@@ -44,11 +44,13 @@ def _farthest_point_sampling(points: torch.Tensor, num: int, generator: torch.Ge
     return chosen
 
 
-def _nearest(queries: torch.Tensor, nodes: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """Index of the nearest node for each query, in chunks so that memory stays bounded."""
-    out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
+def _nearest(queries: torch.Tensor, nodes: torch.Tensor, k: int | None = None, chunk: int = 65536) -> torch.Tensor:
+    """Index of the nearest node (``[M]``), or of the ``k`` nearest (``[M, k]``), per query; chunked to bound memory."""
+    shape = (queries.shape[0],) if k is None else (queries.shape[0], k)
+    out = torch.empty(shape, dtype=torch.long, device=queries.device)
     for start in range(0, queries.shape[0], chunk):
-        out[start : start + chunk] = torch.cdist(queries[start : start + chunk], nodes).argmin(-1)
+        d = torch.cdist(queries[start : start + chunk], nodes)
+        out[start : start + chunk] = d.argmin(-1) if k is None else d.topk(k, dim=-1, largest=False).indices
     return out
 
 
@@ -70,6 +72,7 @@ class _NearestNodeGrid:
     """
 
     def __init__(self, nodes: torch.Tensor, resolution: float | None, margin: float | None):
+        self.nodes = nodes
         low, high = nodes.min(0).values, nodes.max(0).values
         extent = float((high - low).max().clamp_min(1e-6))
         if margin is None:
@@ -89,17 +92,24 @@ class _NearestNodeGrid:
         strides = torch.ones_like(shape)
         for i in range(len(shape) - 2, -1, -1):  # row-major strides, for flat indexing in any dimension
             strides[i] = strides[i + 1] * shape[i + 1]
+        self.centres = centres
         self.node = _nearest(centres, nodes).reshape(*shape.tolist())
         self.low, self.shape, self.strides, self.resolution = low, shape, strides, float(resolution)
 
+    def nearest_k(self, k: int) -> torch.Tensor:
+        """``[*shape, k]``: the ``k`` nodes nearest to each cell centre, nearest first."""
+        k = min(k, self.nodes.shape[0])
+        return _nearest(self.centres, self.nodes, k).reshape(*self.shape.tolist(), k)
+
     def __call__(self, positions: torch.Tensor) -> torch.Tensor:
-        return _grid_lookup(positions, self.node, self.low, self.shape, self.strides, self.resolution)
+        return self.node.reshape(-1)[_grid_cell(positions, self.low, self.shape, self.strides, self.resolution)]
 
 
-def _grid_lookup(positions, node, low, shape, strides, resolution) -> torch.Tensor:
+def _grid_cell(positions, low, shape, strides, resolution) -> torch.Tensor:
+    """Flat index of the lookup-grid cell of each position (positions outside are clamped onto the border)."""
     cell = ((positions - low) / resolution).round().long()
     cell = torch.minimum(cell.clamp_min(0), shape - 1)
-    return node.reshape(-1)[(cell * strides).sum(-1)]
+    return (cell * strides).sum(-1)
 
 
 class GraphDistanceCost(nn.Module):
@@ -125,6 +135,13 @@ class GraphDistanceCost(nn.Module):
             itself can lie (:meth:`from_trajectories` measures it: the 99th percentile over the
             data). Positions farther out are off the data's support; see :class:`OffDataPenalty`.
             Defaults to ``0.0``.
+        entry_nodes (int, optional): where a position enters the graph. ``1`` (default): at its
+            nearest node, ``D[node(p), node(g)]``, which is flat inside each node's cell, so a
+            planner cannot tell apart ends that reach different depths of the same cell. ``k > 1``:
+            at whichever of its ``k`` nearest nodes gives the shortest path, the straight line to
+            that node included, ``min_i ||p - n_i|| + D[n_i, node(g)]``: continuous, and
+            decreasing as ``p`` moves along the route inside a cell. Keep ``k`` small enough that
+            the ``k`` nearest nodes lie on the position's side of every wall.
 
     Attributes:
         nodes, distances (torch.Tensor): as given (buffers: they move with ``.to(device)``).
@@ -151,10 +168,13 @@ class GraphDistanceCost(nn.Module):
         resolution: float | None = None,
         margin: float | None = None,
         support_radius: float = 0.0,
+        entry_nodes: int = 1,
         *,
         _grid: _NearestNodeGrid | None = None,
     ):
         super().__init__()
+        if not (isinstance(entry_nodes, int) and entry_nodes >= 1):
+            raise ValueError(f"entry_nodes must be an int >= 1, got {entry_nodes!r}.")
         nodes = torch.as_tensor(nodes, dtype=torch.float32)
         distances = torch.as_tensor(distances, dtype=torch.float32, device=nodes.device)
         if nodes.ndim != 2 or nodes.shape[0] < 2:
@@ -183,6 +203,9 @@ class GraphDistanceCost(nn.Module):
 
         grid = _grid if _grid is not None else _NearestNodeGrid(nodes, resolution, margin)
         self.register_buffer("grid_node", grid.node)
+        self.entry_nodes = entry_nodes
+        # [*grid, k]: each cell's k nearest nodes, for the entry into the graph (None: the nearest only)
+        self.register_buffer("grid_entry", grid.nearest_k(entry_nodes) if entry_nodes > 1 else None)
         self.register_buffer("grid_low", grid.low)
         self.register_buffer("grid_shape", grid.shape)
         self.register_buffer("grid_strides", grid.strides)
@@ -285,14 +308,26 @@ class GraphDistanceCost(nn.Module):
 
     def node_index(self, positions: torch.Tensor) -> torch.Tensor:
         """Index of the (grid-approximated) nearest node of each position ``[..., P]``."""
-        return _grid_lookup(
-            positions, self.grid_node, self.grid_low, self.grid_shape, self.grid_strides, self.resolution
-        )
+        return self.grid_node.reshape(-1)[self._cell(positions)]
+
+    def _cell(self, positions: torch.Tensor) -> torch.Tensor:
+        return _grid_cell(positions, self.grid_low, self.grid_shape, self.grid_strides, self.resolution)
 
     def distance(self, positions: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """``max(||p - g||, D[node(p), node(g)])`` for positions ``[..., P]`` and goals ``[..., P]``."""
+        """``max(||p - g||, D[node(p), node(g)])`` for positions ``[..., P]`` and goals ``[..., P]``.
+
+        With ``entry_nodes = k > 1`` the graph term is ``min_i ||p - n_i|| + D[n_i, node(g)]`` over
+        the ``k`` nodes nearest to ``p``.
+        """
         goal = goal.expand_as(positions)
-        through_graph = self.distances.reshape(-1)[self.node_index(positions) * self.nodes.shape[0] + self.node_index(goal)]
+        n = self.nodes.shape[0]
+        goal_node = self.node_index(goal)
+        if self.grid_entry is None:
+            through_graph = self.distances.reshape(-1)[self.node_index(positions) * n + goal_node]
+        else:
+            entry = self.grid_entry.reshape(-1, self.grid_entry.shape[-1])[self._cell(positions)]  # [..., k]
+            to_entry = (positions.unsqueeze(-2) - self.nodes[entry]).norm(dim=-1)
+            through_graph = (to_entry + self.distances.reshape(-1)[entry * n + goal_node.unsqueeze(-1)]).amin(-1)
         return torch.maximum((positions - goal).norm(dim=-1), through_graph)
 
     def forward(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -307,6 +342,7 @@ class GraphDistanceCost(nn.Module):
         return (
             f"nodes={self.nodes.shape[0]}, dim={self.goal_dim}, components={self.num_components}, "
             f"grid={tuple(self.grid_shape.tolist())} @ {self.resolution:.3g}, support_radius={self.support_radius:.3g}"
+            + (f", entry_nodes={self.entry_nodes}" if self.entry_nodes > 1 else "")
         )
 
 

@@ -490,14 +490,9 @@ def make_ogbench_policy(
     if kind == "oracle":
         return OGBenchOraclePolicy(env_name, noise=oracle_noise)
     if kind == "random":
-        from torchrl.data import Bounded
-
-        from torchrl_skills.envs.ogbench_maze import make_ogbench_env
-
-        env = make_ogbench_env(env_name)
-        low, high = torch.as_tensor(env.action_space.low), torch.as_tensor(env.action_space.high)
-        env.close()
-        return RandomPolicy(Bounded(low, high, low.shape))
+        # no spec yet: evaluate_ogbench sets it from its batched env, as torchrl's collectors do (a
+        # per-env spec fails on the batch: RandomPolicy draws with the spec's own shape)
+        return RandomPolicy()
     if model is None:
         raise ValueError(f"The {kind!r} policy needs a skill model: pass --checkpoint.")
     if min_up is not None and not env_name.startswith("antmaze"):
@@ -608,6 +603,8 @@ def evaluate_ogbench(
         primer = policy.make_tensordict_primer()
     base = OGBenchMazeEnv(env_name, num_envs=num_envs, device=device)
     env = base if primer is None else base.append_transform(primer)
+    if hasattr(policy, "set_action_spec_from_env"):  # torchrl's lazily specced policies (RandomPolicy())
+        policy.set_action_spec_from_env(base)
     bar = tqdm(total=len(schedule), desc=f"eval {env_name}", unit="ep", disable=not progress)
     successes = 0
     for first in range(0, len(schedule), num_envs):
@@ -684,6 +681,12 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--cost", choices=["euclidean", "graph"], default="euclidean",
                    help="planning cost; 'graph' needs --graph-dataset (default: %(default)s)")
     p.add_argument("--graph-dataset", default=None, help="Minari id whose states build the graph cost")
+    p.add_argument("--graph-nodes", type=positive_int, default=1000, help="nodes of the dataset graph (default: %(default)s)")
+    p.add_argument("--graph-edge-steps", type=positive_int, default=None,
+                   help="join two nodes when the data went from one to the other within this many steps (None: as "
+                        "the OGBench examples do, 20 on the ant mazes, 10 on the point mazes)")
+    p.add_argument("--graph-entry-nodes", type=positive_int, default=1,
+                   help="a position enters the graph at the best of its N nearest nodes (default: %(default)s)")
     p.add_argument("--episodes-per-task", type=positive_int, default=50, help="OGBench: 50 (default: %(default)s)")
     p.add_argument("--num-envs", type=positive_int, default=None, help="episodes side by side (None: all)")
     p.add_argument("--horizon", type=positive_int, default=3, help="skills planned ahead (default: %(default)s)")
@@ -740,9 +743,15 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     if args.cost == "graph":
         if args.graph_dataset is None:
             raise ValueError("--cost graph needs --graph-dataset (the Minari id the model was trained on).")
+        from torchrl_skills.data.ogbench import parse_ogbench_name
         from torchrl_skills.envs import GraphDistanceCost
 
-        cost = GraphDistanceCost.from_dataset(args.graph_dataset).to(args.device)
+        if args.graph_edge_steps is None:
+            args.graph_edge_steps = 20 if parse_ogbench_name(args.dataset)[0] == "ant" else 10
+        cost = GraphDistanceCost.from_dataset(
+            args.graph_dataset, num_nodes=args.graph_nodes, max_edge_steps=args.graph_edge_steps,
+            entry_nodes=args.graph_entry_nodes,
+        ).to(args.device)
     policy = make_ogbench_policy(
         args.policy, args.dataset, model, cost, horizon=args.horizon, candidates=args.candidates,
         elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
