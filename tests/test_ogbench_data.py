@@ -49,6 +49,10 @@ def test_episodes_are_valid_minari_episodes(small_medium):
     stats = dataset.storage.metadata["torchrl_skills_generator"]
     assert stats["goal_reaching_rate"] >= 0.95 and stats["goals_reached"] >= 4
     assert stats["noise"] == 0.5 and stats["episode_length"] == 400
+    # the physics decides the data: the versions it was made with are kept beside it
+    import mujoco
+
+    assert stats["software"]["mujoco"] == mujoco.__version__ and "ogbench" in stats["software"]
 
 
 def test_actions_follow_the_oracle_subgoal(small_medium):
@@ -123,7 +127,7 @@ def test_bad_inputs(minari_store):
 def test_cli(small_medium, capsys):
     main(["--dataset", "pointmaze-medium-navigate-v0", "--num-episodes", "4", "--no-progress"])
     out = capsys.readouterr().out
-    assert "already present" in out and "goal-reaching rate" in out
+    assert "already present" in out and "goal-reaching rate" in out and "generated with:     mujoco " in out
     main(["--dataset", "pointmaze-medium-navigate-v0", "--num-episodes", "1", "--val", "--no-progress"])
     out = capsys.readouterr().out
     assert "pointmaze-medium-navigate-1ep-val-v0 (generated)" in out and "1001 / 1" in out

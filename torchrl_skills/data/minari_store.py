@@ -22,6 +22,7 @@ __all__ = [
     "dataset_path",
     "read_generator_metadata",
     "reuse_dataset",
+    "software_versions",
     "store_root",
     "validate_dataset_id",
     "write_minari_dataset",
@@ -29,6 +30,29 @@ __all__ = [
 
 # Key of the custom metadata entry holding the generator settings and statistics.
 GENERATOR_METADATA_KEY = "torchrl_skills_generator"
+
+# Recorded with every generated dataset: the same generator and seed give other data under
+# another MuJoCo (its reset noise and contacts differ between 3.3.7, 3.17.0 and 4.0.0: the
+# regenerated antmaze-giant's goal-reaching rate reads 0.772 under 3.17.0 and 0.762 under 4.0.0).
+RECORDED_PACKAGES = ("mujoco", "ogbench", "gymnasium", "gymnasium-robotics", "numpy", "torch", "torchrl", "torchrl-skills")
+
+
+def software_versions(packages: Sequence[str] = RECORDED_PACKAGES) -> dict[str, str]:
+    """``{package: version}`` of the installed ``packages`` (those not installed are left out).
+
+    Examples:
+        >>> "torch" in software_versions()
+        True
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in packages:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def store_root() -> Path:
@@ -137,7 +161,8 @@ def write_minari_dataset(
         env: the collection env (its spec is stored, so ``dataset.recover_environment()`` works).
         eval_env: the evaluation env or env spec.
         settings (dict), stats (dict): generator settings and statistics, stored (merged) under
-            :data:`GENERATOR_METADATA_KEY`; ``generation_time_s`` and ``num_episodes`` are added.
+            :data:`GENERATOR_METADATA_KEY`; ``generation_time_s``, ``num_episodes`` and
+            ``software`` (:func:`software_versions`) are added.
         description, algorithm_name (str), requirements (list of str): minari metadata.
         overwrite (bool, optional): replace an existing dataset. Defaults to ``False``.
         start_time (float, optional): ``time.perf_counter()`` at the start of the generation.
@@ -178,6 +203,7 @@ def write_minari_dataset(
         if start_time is not None:
             stats["generation_time_s"] = round(time.perf_counter() - start_time, 3)
         stats["num_episodes"] = int(dataset.total_episodes)
+        stats["software"] = software_versions()
         dataset.storage.update_metadata({GENERATOR_METADATA_KEY: {**settings, **stats}})
     finally:
         if previous is None:

@@ -494,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"goal-reaching rate: {stats['goal_reaching_rate']:.4f} ({stats['goals_reached']} goals reached, "
         f"{stats['goals_timed_out']} timed out, mean {stats['mean_steps_to_goal']:.1f} steps/goal)"
     )
+    if "software" in stats:  # datasets written before versions were recorded have none
+        print(f"generated with:     {', '.join(f'{k} {v}' for k, v in stats['software'].items())}")
 
 
 if __name__ == "__main__":
