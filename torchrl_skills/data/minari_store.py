@@ -32,8 +32,8 @@ __all__ = [
 GENERATOR_METADATA_KEY = "torchrl_skills_generator"
 
 # Recorded with every generated dataset: the same generator and seed give other data under
-# another MuJoCo (its reset noise and contacts differ between 3.3.7, 3.17.0 and 4.0.0: the
-# regenerated antmaze-giant's goal-reaching rate reads 0.772 under 3.17.0 and 0.762 under 4.0.0).
+# another MuJoCo (the ant's reset noise for one seed differs between 3.3.7, 3.17.0 and 4.0.0, and
+# the regenerated antmaze-giant's goal-reaching rate reads 0.772 under 3.17.0, 0.762 under 4.0.0).
 RECORDED_PACKAGES = ("mujoco", "ogbench", "gymnasium", "gymnasium-robotics", "numpy", "torch", "torchrl", "torchrl-skills")
 
 
