@@ -1,4 +1,4 @@
-"""Evaluation protocols: OGBench's goal-reaching tasks, all episodes side by side, HIGL diagnostics."""
+"""Evaluation protocols: OGBench's goal-reaching tasks, all episodes side by side, skill-model and HIGL diagnostics."""
 # Imported lazily so that `python -m torchrl_skills.evaluation.ogbench` runs without a double import.
 _OGBENCH = ["OGBenchOraclePolicy", "OGBenchResult", "evaluate_ogbench", "make_ogbench_policy", "validation_tasks"]
 _HIGL_DIAGNOSTICS = [
@@ -11,7 +11,8 @@ _HIGL_DIAGNOSTICS = [
     "plot_latent_vs_shortest_path",
     "sample_free_positions",
 ]
-__all__ = [*_OGBENCH, *_HIGL_DIAGNOSTICS, "rollout_side_by_side"]
+_SKILL_REPLAY = ["plot_skill_replay", "replay_skills", "restore_maze_state"]
+__all__ = [*_OGBENCH, *_HIGL_DIAGNOSTICS, *_SKILL_REPLAY, "rollout_side_by_side"]
 
 
 def __getattr__(name):
@@ -23,6 +24,10 @@ def __getattr__(name):
         from torchrl_skills.evaluation import higl_diagnostics
 
         return getattr(higl_diagnostics, name)
+    if name in _SKILL_REPLAY:
+        from torchrl_skills.evaluation import skill_replay
+
+        return getattr(skill_replay, name)
     if name == "rollout_side_by_side":
         from torchrl_skills.evaluation.side_by_side import rollout_side_by_side
 
