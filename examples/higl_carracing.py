@@ -110,6 +110,7 @@ from torchrl_skills.utils import (
     rng_state,
     run_cli,
     save_checkpoint,
+    save_figure,
     seed_everything,
     set_rng_state,
     stop_on_signals,
@@ -473,8 +474,7 @@ def plot(args, state, path):
     ax.axhline(state["random_return"], color="gray", ls="--", label="random actions, same tracks")
     ax.set_xlabel("env steps"); ax.set_ylabel(f"return ({args.max_episode_steps}-step episodes)")  # fmt: skip
     ax.set_title("CarRacing-v3 from pixels"); ax.legend(); fig.tight_layout()  # fmt: skip
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ from torchrl_skills.utils import (
     rng_state,
     run_cli,
     save_checkpoint,
+    save_figure,
     seed_everything,
     set_rng_state,
     stop_on_signals,
@@ -503,7 +504,7 @@ def plot(results, path):
         ax.axhline(results["random_policy_success_rate"], color="gray", ls="--", label="random actions")
     ax.set_xlabel("env steps"); ax.set_ylabel("success rate (mean, 95% CI)"); ax.set_ylim(-0.05, 1.05)  # fmt: skip
     ax.set_title(f"{results['config']['env_id']} (sparse, {results['config']['max_episode_steps']} steps)")
-    ax.legend(); fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)  # fmt: skip
+    ax.legend(); fig.tight_layout(); save_figure(fig, path, dpi=120)  # fmt: skip
 
 
 def summarize(results, algos):

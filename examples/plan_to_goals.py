@@ -49,6 +49,7 @@ from torchrl_skills.utils import (
     positive_float,
     positive_int,
     run_cli,
+    save_figure,
     stop_on_signals,
 )
 
@@ -427,8 +428,7 @@ def plot_trajectories(
             ax.legend(loc="lower left", fontsize=6, framealpha=0.8)
     fig.suptitle(textwrap.fill(title, 45 * cols), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_summary(path: Path, results: dict, title: str) -> None:
@@ -451,8 +451,7 @@ def plot_summary(path: Path, results: dict, title: str) -> None:
     ax2.set_ylabel("final distance to goal")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------

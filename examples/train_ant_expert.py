@@ -55,6 +55,7 @@ from torchrl_skills.utils import (
     resume_logger,
     rng_state,
     save_checkpoint,
+    save_figure,
     seed_everything,
     set_rng_state,
     stop_on_signals,
@@ -124,10 +125,7 @@ def plot_curves(history: dict, path: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=100)
 
 
 args = parse_args()

@@ -55,6 +55,7 @@ from torchrl_skills.utils import (
     rng_state,
     run_cli,
     save_checkpoint,
+    save_figure,
     seed_everything,
     set_rng_state,
     stop_on_signals,
@@ -150,8 +151,7 @@ def save_loss_plot(history: dict[str, list], path: Path) -> None:
     axes[2].plot(history["step"], history["kl"])
     axes[2].set(title="KL(q || prior) per subtrajectory", xlabel="gradient step")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -31,6 +31,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from torchrl_skills.data.maze_grid import MazeGrid
+from torchrl_skills.utils.outputs import save_figure
 
 __all__ = [
     "LatentGoalReacher",
@@ -515,9 +516,5 @@ def _pyplot():
 
 
 def _save(fig, plt, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -33,6 +33,8 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs.utils import step_mdp
 
+from torchrl_skills.utils.outputs import save_figure
+
 __all__ = ["OGBenchOraclePolicy", "OGBenchResult", "evaluate_ogbench", "make_ogbench_policy", "validation_tasks"]
 
 
@@ -289,11 +291,7 @@ class OGBenchResult:
             fontsize=9,
         )
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def _paths_to_show(success: Sequence[bool], num: int) -> list[int]:

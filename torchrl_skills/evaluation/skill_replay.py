@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from torchrl_skills.modules.skill_model import SkillModel, network_mean
+from torchrl_skills.utils.outputs import save_figure
 
 __all__ = ["replay_skills", "plot_skill_replay", "restore_maze_state"]
 
@@ -193,11 +194,7 @@ def plot_skill_replay(result: dict, path: str | Path, title: str = "") -> Path:
     axes[0][0].set_ylabel("realised progress (m)")
     fig.suptitle(title or "skills replayed from held-out data states", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

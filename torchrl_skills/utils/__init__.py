@@ -34,7 +34,7 @@ from torchrl_skills.utils.cli import (
     run_cli,
 )
 from torchrl_skills.utils.guards import NonFiniteLossError, check_finite_loss
-from torchrl_skills.utils.outputs import OutputDir, resume_logger, truncate_csv_logs
+from torchrl_skills.utils.outputs import OutputDir, resume_logger, save_figure, truncate_csv_logs
 from torchrl_skills.utils.signals import GracefulStop, Interrupted, RunStopped, stop_on_signals
 from torchrl_skills.utils.third_party import import_gymnasium_robotics, quiet_third_party_output, quiet_torchrl_logging
 
@@ -70,6 +70,7 @@ __all__ = [
     "rng_state",
     "run_cli",
     "save_checkpoint",
+    "save_figure",
     "seed_everything",
     "set_rng_state",
     "stop_on_signals",

@@ -2,6 +2,7 @@
 
 * :class:`OutputDir`: a run replaces the files it owns (a re-run never leaves an old plot next to
   new results), and a run that fails before writing anything leaves no empty folder behind.
+* :func:`save_figure`: a plot is written whole or not at all (a stopped run never leaves half a PNG).
 * :func:`resume_logger` / :func:`truncate_csv_logs`: a resumed run continues its logs from the
   checkpoint's step, without repeating what was logged between that checkpoint and the
   interruption.
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["OutputDir", "resume_logger", "truncate_csv_logs"]
+__all__ = ["OutputDir", "resume_logger", "save_figure", "truncate_csv_logs"]
 
 
 class OutputDir:
@@ -211,3 +212,40 @@ def _logged_after(line: str, step: int) -> bool:
         return float(line.split(",", 1)[0]) > step
     except ValueError:  # a header or anything else that is not a step,value row: kept
         return False
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Saves a matplotlib figure atomically (a temporary file next to ``path``, then a rename),
+    creating the missing folders, and closes it.
+
+    Args:
+        fig (matplotlib.figure.Figure): the figure.
+        path (str or Path): the image file; its suffix gives the format (``.png``).
+        dpi (int, optional): resolution. Defaults to ``110``.
+
+    Returns:
+        Path: ``path``.
+
+    Examples:
+        >>> import tempfile
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> _ = ax.plot([0, 1], [1, 0])
+        >>> path = save_figure(fig, Path(tempfile.mkdtemp()) / "plots" / "line.png")
+        >>> path.stat().st_size > 0, sorted(p.name for p in path.parent.iterdir())
+        (True, ['line.png'])
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
