@@ -507,6 +507,9 @@ ERRORS = {
     "antmaze example stall check without stall distance": (
         "ogbench_antmaze", ["--stall-distance", "0", "--stall-check-every", "10"], "set --stall-distance > 0 too"),
     "antmaze example min-up out of range": ("ogbench_antmaze", ["--min-up", "1.5"], "--min-up is the z component"),
+    "replay missing checkpoint": ("torchrl_skills.evaluation.skill_replay", ["--checkpoint", "missing.pt"], "No checkpoint at missing.pt"),
+    "replay truncated checkpoint": ("torchrl_skills.evaluation.skill_replay", ["--checkpoint", "<cut:x.pt>"], "truncated"),
+    "replay no starts": ("torchrl_skills.evaluation.skill_replay", ["--checkpoint", "x.pt", "--starts", "0"], "expected an integer >= 1"),
     "ogbench data unknown": ("torchrl_skills.data.ogbench", ["--dataset", "nope"], "Unknown OGBench navigate dataset"),
     "pointmaze data bad size": ("torchrl_skills.data.pointmaze", ["--num-steps", "-3"], "expected an integer >= 1"),
 }
@@ -539,7 +542,8 @@ def test_every_option_has_help_text_and_a_default_shown():
     import argparse
 
     scripts = ["train_skill_model", "plan_to_goals", "ogbench_pointmaze", "higl_pointmaze", "higl_carracing"]
-    clis = ["torchrl_skills.data.pointmaze", "torchrl_skills.data.ogbench", "torchrl_skills.evaluation.ogbench"]
+    clis = ["torchrl_skills.data.pointmaze", "torchrl_skills.data.ogbench", "torchrl_skills.evaluation.ogbench",
+            "torchrl_skills.evaluation.skill_replay"]  # fmt: skip
     for module in scripts + clis:
         mod = importlib.import_module(module)
         seen = {}

@@ -22,7 +22,6 @@ All starts run side by side: one batched network call per step, the envs stepped
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,26 +198,28 @@ def plot_skill_replay(result: dict, path: str | Path, title: str = "") -> Path:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     from torchrl_skills.modules import load_skill_model
+    from torchrl_skills.utils import ArgumentParser, UserError, non_negative_int, positive_int, resolve_device
     from torchrl_skills.utils.checkpoint import load_checkpoint
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="skill-model checkpoint (examples/train_skill_model.py)")
     p.add_argument("--env", default=None, help="OGBench env or dataset name (None: from the checkpoint's dataset id)")
-    p.add_argument("--starts", type=int, default=200, help="held-out data chunks replayed side by side")
-    p.add_argument("--candidates", type=int, nargs="+", default=[10, 1000], help="K of each best-of-K case")
+    p.add_argument("--starts", type=positive_int, default=200, help="held-out data chunks replayed side by side")
+    p.add_argument("--candidates", type=positive_int, nargs="+", default=[10, 1000], help="K of each best-of-K case")
     p.add_argument("--eps-penalty", type=float, default=0.1, help="the planner's lambda in the selection score")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-threads", type=int, default=1, help="torch CPU threads, 0: torch's default")
+    p.add_argument("--seed", type=int, default=0, help="seeds the chunks, directions and noises")
+    p.add_argument("--device", default="cpu", help="torch device of the networks, e.g. cuda")
+    p.add_argument("--num-threads", type=non_negative_int, default=1, help="torch CPU threads, 0: torch's default")
     p.add_argument("--out-dir", default="outputs/skill_replay", help="writes skill_replay.json and skill_replay.png")
     args = p.parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     checkpoint = load_checkpoint(args.checkpoint)
     if "dataset_id" not in checkpoint or "args" not in checkpoint:
-        raise SystemExit(f"{args.checkpoint} lacks 'dataset_id'/'args': pass a checkpoint of examples/train_skill_model.py.")
+        raise UserError(f"{args.checkpoint} lacks 'dataset_id'/'args': pass a checkpoint of examples/train_skill_model.py.")
     dataset_id, train_args = checkpoint["dataset_id"], checkpoint["args"]
     env_name = args.env or dataset_id.rsplit("/", 1)[-1]
-    model = load_skill_model(args.checkpoint)
+    model = load_skill_model(args.checkpoint, map_location=resolve_device(args.device))
     result = replay_skills(
         model, dataset_id, env_name, seq_len=int(train_args["seq_len"]), num_starts=args.starts,
         candidates=args.candidates, eps_penalty=args.eps_penalty, split_seed=int(train_args.get("seed", 0)),
