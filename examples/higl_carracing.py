@@ -84,7 +84,7 @@ from torchrl.record.loggers import get_logger
 from torchrl_skills.data import RandomShift, make_window_replay_buffer
 from torchrl_skills.envs import BatchedGymEnv
 from torchrl_skills.envs.hierarchical import high_level_transitions, make_higl_env
-from torchrl_skills.evaluation import rollout_side_by_side
+from torchrl_skills.evaluation import SeededRandomPolicy, rollout_side_by_side
 from torchrl_skills.modules import (
     ConvEncoder,
     HIGLPolicy,
@@ -385,7 +385,7 @@ def train(args, out: OutputDir, device):
     if state["random_return"] is None:  # the reference line: random actions on the evaluation tracks
         env = make_env(args, args.eval_episodes, eval_seeds(args), native_actions=True)
         rollout, _ = rollout_side_by_side(
-            env, lambda td: td.set("action", env.action_spec.rand()), agent_steps(args, args.max_episode_steps)
+            env, SeededRandomPolicy(env.action_spec, args.seed), agent_steps(args, args.max_episode_steps)
         )
         env.close()
         state["random_return"] = float(rollout["next", "reward"].sum(-2).mean())

@@ -76,7 +76,7 @@ from torchrl.record.loggers import get_logger
 from torchrl_skills.data.windows import make_window_replay_buffer
 from torchrl_skills.envs import BatchedGymEnv
 from torchrl_skills.envs.hierarchical import goal_observation_transform, high_level_transitions, make_higl_env
-from torchrl_skills.evaluation import rollout_side_by_side
+from torchrl_skills.evaluation import SeededRandomPolicy, rollout_side_by_side
 from torchrl_skills.modules import (
     HIGLPolicy,
     MLPEncoder,
@@ -246,7 +246,8 @@ def evaluate(args, seed, policy, higl_policy=None):
 
 def random_success_rate(args, seed):
     env = make_env(args, args.eval_episodes, [10_000 * (seed + 1) + i for i in range(args.eval_episodes)])
-    rollout, _ = rollout_side_by_side(env, lambda td: td.set("action", env.action_spec.rand()), args.max_episode_steps)
+    # its own generator: the same rate for a seed whatever ran before it (other seeds, a resume)
+    rollout, _ = rollout_side_by_side(env, SeededRandomPolicy(env.action_spec, seed), args.max_episode_steps)
     env.close()
     return float((rollout["next", "reward"].sum(-2) > 0).float().mean())
 

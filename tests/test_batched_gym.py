@@ -52,3 +52,24 @@ def test_collector_over_batched_env():
     collector.shutdown()
     assert [b.numel() for b in batches] == [40, 40]
     assert batches[0]["next", "done"].sum() >= 4  # episodes end and the collector resets their slots
+
+
+def test_seeded_random_policy_repeats_its_episodes_whatever_ran_before():
+    """The "random actions" reference of the HIGL examples: the same seed gives the same rollout
+    after any other use of torch's global generator (RandomPolicy would not)."""
+    from torchrl_skills.evaluation import SeededRandomPolicy
+
+    def run(seed, noise_draws):
+        env = BatchedGymEnv(ID, 3, seeds=[1, 2, 3], continuing_task=False, max_episode_steps=20)
+        torch.rand(noise_draws)  # whatever ran before
+        rollout, _ = rollout_side_by_side(env, SeededRandomPolicy(env.action_spec, seed), max_steps=20)
+        env.close()
+        return rollout
+
+    a, b, other = run(0, 1), run(0, 1000), run(1, 1)
+    assert torch.equal(a["action"], b["action"]) and torch.equal(a["next", "observation"], b["next", "observation"])
+    assert not torch.equal(a["action"], other["action"])
+    low, high = -1.0, 1.0  # PointMaze's action box
+    assert a["action"].min() >= low and a["action"].max() <= high and a["action"].std() > 0.3  # uniform in the box
+    with pytest.raises(TypeError, match="bounded action spec"):
+        SeededRandomPolicy(torch.zeros(2), seed=0)

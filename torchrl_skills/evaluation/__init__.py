@@ -12,7 +12,7 @@ _HIGL_DIAGNOSTICS = [
     "sample_free_positions",
 ]
 _SKILL_REPLAY = ["plot_skill_replay", "replay_skills", "restore_maze_state"]
-__all__ = [*_OGBENCH, *_HIGL_DIAGNOSTICS, *_SKILL_REPLAY, "rollout_side_by_side"]
+__all__ = [*_OGBENCH, *_HIGL_DIAGNOSTICS, *_SKILL_REPLAY, "SeededRandomPolicy", "rollout_side_by_side"]
 
 
 def __getattr__(name):
@@ -28,8 +28,8 @@ def __getattr__(name):
         from torchrl_skills.evaluation import skill_replay
 
         return getattr(skill_replay, name)
-    if name == "rollout_side_by_side":
-        from torchrl_skills.evaluation.side_by_side import rollout_side_by_side
+    if name in ("rollout_side_by_side", "SeededRandomPolicy"):
+        from torchrl_skills.evaluation import side_by_side
 
-        return rollout_side_by_side
+        return getattr(side_by_side, name)
     raise AttributeError(f"module 'torchrl_skills.evaluation' has no attribute {name!r}")

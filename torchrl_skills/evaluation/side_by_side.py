@@ -6,7 +6,7 @@ from tensordict import TensorDictBase
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import step_mdp
 
-__all__ = ["rollout_side_by_side"]
+__all__ = ["SeededRandomPolicy", "rollout_side_by_side"]
 
 
 @torch.no_grad()
@@ -62,3 +62,41 @@ def rollout_side_by_side(
     if not steps:
         raise ValueError("rollout_side_by_side ran no step: every episode was done at the start (reset the env first).")
     return torch.stack(steps, dim=td.ndim), lengths
+
+
+class SeededRandomPolicy:
+    """Uniform random actions in a bounded action spec, drawn from the policy's own generator.
+
+    TorchRL's :class:`~torchrl.envs.utils.RandomPolicy` calls ``spec.rand()``, which draws from
+    torch's global generator: a "random actions" reference measured after other work (another
+    seed's training, a resumed run) then changes from one invocation to the next. This policy
+    gives the same actions for the same ``seed`` whatever ran before.
+
+    Args:
+        action_spec (Bounded): the env's action spec (batched specs included, e.g. ``[N, A]``).
+        seed (int): seed of the policy's generator.
+        action_key (NestedKey, optional): where the action is written. Defaults to ``"action"``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Bounded
+        >>> spec = Bounded(-1.0, 1.0, shape=(4, 2))
+        >>> a = SeededRandomPolicy(spec, seed=0)(TensorDict({}, [4]))["action"]
+        >>> _ = torch.rand(100)  # other draws in between change nothing
+        >>> b = SeededRandomPolicy(spec, seed=0)(TensorDict({}, [4]))["action"]
+        >>> a.shape, bool((a == b).all()), bool(a.abs().max() <= 1)
+        (torch.Size([4, 2]), True, True)
+    """
+
+    def __init__(self, action_spec, seed: int, action_key="action"):
+        space = getattr(action_spec, "space", None)
+        if space is None or not hasattr(space, "low"):
+            raise TypeError(f"SeededRandomPolicy needs a bounded action spec (torchrl Bounded), got {type(action_spec).__name__}.")
+        self.low = space.low.expand(action_spec.shape).clone()
+        self.high = space.high.expand(action_spec.shape).clone()
+        self.action_key = action_key
+        self.generator = torch.Generator(device=self.low.device).manual_seed(int(seed))
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        u = torch.rand(self.low.shape, generator=self.generator, device=self.low.device, dtype=self.low.dtype)
+        return tensordict.set(self.action_key, self.low + u * (self.high - self.low))
