@@ -118,9 +118,10 @@ def replay_skills(
     model = model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the slice sampler draws from the global generator
     data = SkillDataset(dataset_id, seq_len=seq_len, batch_size=num_starts, state_key=state_key, seed=split_seed)
-    chunk = data.sample("valid").to(device)
+    with torch.random.fork_rng():  # the slice sampler draws from the global generator: seed it, then restore it
+        torch.manual_seed(seed)
+        chunk = data.sample("valid").to(device)
     states, actions = chunk["observation"], chunk["action"]
     start, end = states[:, 0], chunk["next", "observation"][:, -1]
     xy = list(position_indices)
@@ -146,10 +147,9 @@ def replay_skills(
     try:
         for i, env in enumerate(envs):
             env.reset(seed=seed + i)
-        cases = {}
+        cases, start_np = {}, start.cpu().numpy()
         for name, z in skills.items():
-            obs_np = start.cpu().numpy()
-            for env, o in zip(envs, obs_np):
+            for env, o in zip(envs, start_np):
                 restore_maze_state(env, o)
             current = start
             for _ in range(seq_len):
