@@ -21,6 +21,7 @@ from torchrl_skills.modules.skill_model import (
     load_skill_model,
 )
 from torchrl_skills.modules.skill_planner import SkillCEMPlanner, SkillMPCPolicy, make_skill_planner
+from torchrl_skills.modules.stall_escape import StallEscape
 from torchrl_skills.modules.upright_guard import UprightGuard, torso_up
 from torchrl_skills.modules.transformer_policy import (
     GoalConditionedQValue,
@@ -43,6 +44,7 @@ __all__ = [
     "SkillMPCPolicy",
     "make_skill_planner",
     "UprightGuard",
+    "StallEscape",
     "torso_up",
     # hierarchical latent goals (Part B)
     "ConvEncoder",
