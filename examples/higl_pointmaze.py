@@ -84,6 +84,7 @@ from torchrl_skills.modules import (
     LandmarkSubgoal,
     RelativeSubgoal,
     ResidualLatentGoal,
+    StallEscape,
     UnitGoal,
     make_goal_conditioned_critic,
     make_high_level_actor,
@@ -193,6 +194,9 @@ def parse_args(argv=None):
     # infrastructure
     p.add_argument("--eval-every", type=positive_int, default=10_000, help="env steps between evaluations")
     p.add_argument("--eval-episodes", type=positive_int, default=50, help="deterministic episodes per evaluation, side by side")
+    p.add_argument("--stall-escape", action=argparse.BooleanOptionalAction, default=True,
+                   help="also evaluate every method wrapped in StallEscape (random direction out of wall corners), "
+                        "on the same episodes; reported beside the plain success rate")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb", "none"],
                    help="TorchRL logger writing into <out-dir>/logs")
@@ -234,10 +238,16 @@ def make_env(args, num_envs, seeds, policy: HIGLPolicy | None = None):
 
 
 @torch.no_grad()
-def evaluate(args, seed, policy, higl_policy=None):
-    """Success rate over ``--eval-episodes`` deterministic episodes, all side by side, on fixed episode seeds."""
+def evaluate(args, seed, policy, higl_policy=None, stall_escape=False):
+    """Success rate over ``--eval-episodes`` deterministic episodes, all side by side, on fixed episode seeds.
+
+    ``stall_escape``: the policy wrapped in a fresh :class:`~torchrl_skills.modules.StallEscape`
+    whose directions come from a generator seeded by ``seed``, so the rate repeats whatever ran before.
+    """
     n = args.eval_episodes
     env = make_env(args, n, [10_000 * (seed + 1) + i for i in range(n)], higl_policy)
+    if stall_escape:
+        policy = StallEscape(policy, generator=torch.Generator().manual_seed(seed))
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout, _ = rollout_side_by_side(env, policy, args.max_episode_steps)
     env.close()
@@ -423,11 +433,11 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
     spec = probe.action_spec[0]
     probe.close()
     agent = HIGLAgent(args, spec, device) if algo == "higl" else SACAgent(args, spec, device, her=algo == "sac_her")
-    state = {"steps": 0, "curve": [], "updates": 0}
+    state = {"steps": 0, "curve": [], "curve_stall_escape": [], "updates": 0}
     if args.resume and Path(ckpt_path).is_file():
         ck = load_checkpoint(ckpt_path)
         load_training_state(agent.modules, ck)  # refuses another code's networks (see load_module_state)
-        state = ck["state"]
+        state = {"curve_stall_escape": [], **ck["state"]}  # checkpoints written before --stall-escape lack it
         set_rng_state(ck["rng"])
         if algo == "higl":
             agent.refresh()  # landmarks from the restored replay
@@ -460,7 +470,15 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
             sr = evaluate(args, seed, agent.policy, agent.env_policy)
             state["curve"].append((state["steps"], sr))
             logger.log_scalar("eval_success_rate", sr, state["steps"])
-            pbar.set_postfix(algo=algo, seed=seed, success=sr)
+            postfix = {"algo": algo, "seed": seed, "success": sr}
+            if args.stall_escape:
+                rng = rng_state()  # the extra evaluation leaves training's random stream as without the flag
+                sr_escape = evaluate(args, seed, agent.policy, agent.env_policy, stall_escape=True)
+                set_rng_state(rng)
+                state["curve_stall_escape"].append((state["steps"], sr_escape))
+                logger.log_scalar("eval_success_rate_stall_escape", sr_escape, state["steps"])
+                postfix["escape"] = sr_escape
+            pbar.set_postfix(**postfix)
             next_eval += args.eval_every
         if state["steps"] >= next_ckpt or state["steps"] >= args.total_steps or stop:
             save_checkpoint({**training_state(agent.modules), "state": state, "rng": rng_state()}, ckpt_path)
@@ -501,6 +519,10 @@ def plot(results, path):
         )
         ax.plot(steps, sr.mean(0), color=COLORS[algo], label=f"{algo.upper().replace('_', '+')} ({len(runs)} seeds)")
         ax.fill_between(steps, sr.mean(0) - half, sr.mean(0) + half, color=COLORS[algo], alpha=0.2)
+        escape = [r["curve_stall_escape"][:n] for r in runs if len(r.get("curve_stall_escape") or []) >= n]
+        if len(escape) == len(runs):
+            ax.plot(steps, np.array([[v for _, v in c] for c in escape]).mean(0), color=COLORS[algo], ls=":",
+                    label=f"{algo.upper().replace('_', '+')} + StallEscape")  # fmt: skip
     if results.get("random_policy_success_rate") is not None:
         ax.axhline(results["random_policy_success_rate"], color="gray", ls="--", label="random actions")
     ax.set_xlabel("env steps"); ax.set_ylabel("success rate (mean, 95% CI)"); ax.set_ylim(-0.05, 1.05)  # fmt: skip
@@ -523,6 +545,11 @@ def summarize(results, algos):
         summary[algo] = {"mean_final_success_rate": mean, "ci95_half_width": half, "per_seed": finals,
                          "seeds": [r["seed"] for r in runs], "wall_time_s": sum(r["wall_time_s"] for r in runs),
                          "unfinished_seeds": [r["seed"] for r in mine if r["steps"] < total]}  # fmt: skip
+        escapes = [r.get("final_success_rate_stall_escape") for r in runs]
+        if finals and all(e is not None for e in escapes):  # every finished run was also evaluated with StallEscape
+            mean, half = confidence_interval(escapes)
+            summary[algo].update(mean_final_success_rate_stall_escape=mean, ci95_half_width_stall_escape=half,
+                                 per_seed_stall_escape=escapes)  # fmt: skip
     results["summary"] = summary
     return summary
 
@@ -618,6 +645,8 @@ def experiment(args, out: OutputDir):
                 run_result = {
                     "algo": algo, "seed": seed, "steps": st["steps"], "updates": st["updates"], "curve": st["curve"],
                     "final_success_rate": st["curve"][-1][1] if st["curve"] else None,
+                    "curve_stall_escape": st["curve_stall_escape"],
+                    "final_success_rate_stall_escape": st["curve_stall_escape"][-1][1] if st["curve_stall_escape"] else None,
                     "wall_time_s": time.perf_counter() - t0 + (previous or {}).get("wall_time_s", 0.0),
                 }  # fmt: skip
                 results["runs"] = [r for r in results["runs"] if (r["algo"], r["seed"]) != (algo, seed)] + [run_result]

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,11 +30,15 @@ def test_pointmaze_example_end_to_end_and_resume(tmp_path):
     for run in results["runs"]:
         assert run["steps"] >= 200 and run["updates"] > 0 and run["curve"]
         assert 0.0 <= run["final_success_rate"] <= 1.0
+        # every evaluation is also run with StallEscape, at the same steps
+        assert [s for s, _ in run["curve_stall_escape"]] == [s for s, _ in run["curve"]]
+        assert 0.0 <= run["final_success_rate_stall_escape"] <= 1.0
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
     for algo in ("higl", "sac", "sac_her"):
         assert (tmp_path / f"ckpt_{algo}_seed0.pt").is_file()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["summary"]) == {"higl", "sac", "sac_her"}
+    assert all(len(summary["per_seed_stall_escape"]) == 1 for summary in saved["summary"].values())
     assert 0.0 <= saved["random_policy_success_rate"] <= 1.0
     # resume to a longer budget continues from the checkpoints instead of restarting
     resumed = example.main(flags[:1] + ["300"] + flags[2:] + ["--resume", "--algos", "sac"])
@@ -64,6 +69,39 @@ def test_pointmaze_example_other_designs(tmp_path, options):
         "--k", "4", "--seeds", "0", "--out-dir", str(tmp_path), "--logger", "none",
     ])  # fmt: skip
     assert results["runs"][0]["updates"] > 0
+
+
+def test_pointmaze_stall_escape_evaluation_leaves_training_unchanged(tmp_path):
+    """The extra StallEscape evaluation draws from its own generator: the plain curve is the one without it."""
+    pytest.importorskip("gymnasium_robotics")
+    example = _load("higl_pointmaze")
+    flags = ["--algos", "higl", "--total-steps", "100", "--warmup-steps", "50", "--eval-every", "50",
+             "--eval-episodes", "2", "--max-episode-steps", "30", "--batch-size", "8", "--seq-len", "2",
+             "--d-model", "16", "--latent-dim", "8", "--frames-per-batch", "50", "--num-envs", "2", "--k", "4",
+             "--seeds", "0", "--logger", "none"]  # fmt: skip
+    with_escape = example.main([*flags, "--out-dir", str(tmp_path / "with")])["runs"][0]
+    without = example.main([*flags, "--no-stall-escape", "--out-dir", str(tmp_path / "without")])["runs"][0]
+    assert len(with_escape["curve_stall_escape"]) == 2 and without["curve_stall_escape"] == []
+    assert without["final_success_rate_stall_escape"] is None
+    assert with_escape["curve"] == without["curve"]
+    # networks, optimizers, replay and random state end equal too
+    from torchrl_skills.utils import load_checkpoint
+
+    a, b = (load_checkpoint(tmp_path / name / "ckpt_higl_seed0.pt") for name in ("with", "without"))
+    tensors_a, tensors_b = list(_tensors(a)), list(_tensors(b))
+    assert len(tensors_a) > 10 and all(torch.equal(x, y) for x, y in zip(tensors_a, tensors_b, strict=True))
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for key in sorted(obj, key=str):
+            if key != "state":  # the run state differs by the escape curve itself
+                yield from _tensors(obj[key])
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
 
 
 def test_pointmaze_high_action_scale_defaults_per_goal_space():
