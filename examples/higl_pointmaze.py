@@ -42,6 +42,12 @@ Measured (final success, mean of seeds 0-4 with a 95% CI): HIGL 0.85 (0.78-0.92)
 (0.35-0.63), flat SAC 0.05 (0.01-0.09), random actions 0.14. Settings were chosen on seeds
 100-102.
 
+``--stall-escape`` (on by default) evaluates every method a second time on the same episodes,
+wrapped in ``StallEscape`` (a row that stayed within 0.05 of one position for 10 steps drives a
+random direction for 20 steps: the way out of the wall corners HIGL's low level pins itself in).
+It draws from its own seeded generator inside a saved-and-restored RNG state, so training, and
+the plain curve, are the same with and without it; ``results.json`` and the plot carry both.
+
 Outputs in ``--out-dir``: ``results.json`` (per run: curve, final success over
 ``--eval-episodes`` episodes, wall time; per method: mean and 95% confidence interval over
 seeds), ``learning_curves.png`` (all methods), logger files, one atomic checkpoint per
