@@ -33,14 +33,17 @@ where they are comparable:
     correction scale ``--subgoal-distance``), ``--goal-space residual`` gives ``normalize(E(g) +
     a)``, ``--goal-space sphere`` the seed's ``normalize(a)`` from the state alone.
 
-CPU default (3 methods x 5 seeds x 60k env steps; about 57 min on 2 cores as two processes side
-by side, HIGL seeds in one, the baselines in the other, then ``--merge``)::
+CPU default (3 methods x 5 seeds x 60k env steps; about 80 min on 2 cores as two processes side
+by side, HIGL seeds in one, the baselines in the other, then ``--merge``; about 57 min with
+``--no-stall-escape``)::
 
     python examples/higl_pointmaze.py
 
 Measured (final success, mean of seeds 0-4 with a 95% CI): HIGL 0.85 (0.78-0.92), SAC+HER 0.49
-(0.35-0.63), flat SAC 0.05 (0.01-0.09), random actions 0.14. Settings were chosen on seeds
-100-102.
+(0.35-0.63), flat SAC 0.05 (0.01-0.09), random actions 0.14 (an earlier install); under MuJoCo
+4.0.0 HIGL 0.84 (0.78-0.89), SAC+HER 0.45 (0.35-0.55), flat SAC 0.07 (0.01-0.13), random 0.11,
+and through ``StallEscape`` 0.90 / 0.65 / 0.13 (80 min on 2 cores with those evaluations).
+Settings were chosen on seeds 100-102.
 
 ``--stall-escape`` (on by default) evaluates every method a second time on the same episodes,
 wrapped in ``StallEscape`` (a row that stayed within 0.05 of one position for 10 steps drives a
