@@ -41,3 +41,20 @@ def test_bad_input_is_one_clear_error():
         StallEscape(_pusher(), stall_steps=0)
     with pytest.raises(KeyError, match="observation_key"):
         StallEscape(_pusher())(TensorDict(obs=torch.zeros(1, 4), batch_size=[1]))
+
+
+def test_finished_rows_are_not_counted_and_their_draws_do_not_change_the_live_rows():
+    """A frozen finished row stalls too; it must not add to ``escapes`` nor change a live row's directions."""
+
+    def run(done_row_1):
+        policy = StallEscape(_pusher(), stall_steps=2, escape_steps=2, generator=torch.Generator().manual_seed(3))
+        actions = []
+        for _ in range(6):
+            done = torch.tensor([[False], [done_row_1]])
+            actions.append(policy(TensorDict(observation=torch.zeros(2, 4), done=done, batch_size=[2]))["action"][0])
+        return policy.escapes, torch.stack(actions)
+
+    escapes_live, actions_live = run(False)
+    escapes_done, actions_done = run(True)
+    assert escapes_live == 4 and escapes_done == 2  # both rows stall twice; only the live row counts
+    torch.testing.assert_close(actions_live, actions_done)

@@ -44,11 +44,12 @@ class StallEscape(TensorDictModuleWrapper):
         position_dims (int): the leading observation entries that are the position. Defaults to 2.
         generator (torch.Generator, optional): draws the directions (default: torch's global
             generator); pass a seeded one for evaluations that repeat whatever ran before.
-        observation_key, action_key, is_init_key (NestedKey): entry names. Default to
-            ``"observation"``, ``"action"`` and ``"is_init"``.
+        observation_key, action_key, is_init_key, done_key (NestedKey): entry names. Default to
+            ``"observation"``, ``"action"``, ``"is_init"`` and ``"done"``.
 
     Attributes:
-        escapes (int): how many escapes were started (summed over rows).
+        escapes (int): how many escapes were started (summed over rows), not counting rows whose
+            ``done`` flag is set (finished episodes that a side-by-side rollout keeps frozen).
 
     Examples:
         >>> import torch
@@ -78,6 +79,7 @@ class StallEscape(TensorDictModuleWrapper):
         observation_key: NestedKey = "observation",
         action_key: NestedKey = "action",
         is_init_key: NestedKey = "is_init",
+        done_key: NestedKey = "done",
     ) -> None:
         super().__init__(policy)
         if stall_steps < 1 or escape_steps < 1 or position_dims < 1 or not tolerance > 0 or not low < high:
@@ -88,6 +90,7 @@ class StallEscape(TensorDictModuleWrapper):
         self.stall_steps, self.escape_steps, self.tolerance = int(stall_steps), int(escape_steps), float(tolerance)
         self.low, self.high, self.position_dims, self.generator = float(low), float(high), int(position_dims), generator
         self.observation_key, self.action_key, self.is_init_key = observation_key, action_key, is_init_key
+        self.done_key = done_key
         self.escapes = 0
         self.reset()
 
@@ -120,7 +123,11 @@ class StallEscape(TensorDictModuleWrapper):
         self._still = torch.where(moved, torch.zeros_like(self._still), self._still + (self._left == 0).long())
         stalled = (self._still >= self.stall_steps) & (self._left == 0)
         if stalled.any():
-            self.escapes += int(stalled.sum())
+            # a frozen finished row "stalls" too; it still draws (its action is ignored, and the
+            # draws stay those of the measured runs) but is not counted as an escape
+            done = tensordict.get(self.done_key, None)
+            counted = stalled if done is None else stalled & ~done.reshape(rows)
+            self.escapes += int(counted.sum())
             draw = torch.randn(rows, action.shape[-1], generator=self.generator).to(action)
             draw = draw / draw.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # a unit direction in [-1, 1]^A
             draw = self.low + (draw + 1) * (self.high - self.low) / 2
