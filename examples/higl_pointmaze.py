@@ -206,6 +206,9 @@ def parse_args(argv=None):
     p.add_argument("--stall-escape", action=argparse.BooleanOptionalAction, default=True,
                    help="also evaluate every method wrapped in StallEscape (random direction out of wall corners), "
                         "on the same episodes; reported beside the plain success rate")
+    p.add_argument("--stall-escape-collect", action="store_true",
+                   help="also collect through StallEscape (its own seeded generator): stuck rows of the training envs "
+                        "drive a random direction, and the replay stores those actions")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.add_argument("--logger", default="csv", choices=["csv", "tensorboard", "wandb", "none"],
                    help="TorchRL logger writing into <out-dir>/logs")
@@ -456,7 +459,10 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
         return state
     n = args.num_envs
     env = make_env(args, n, [seed * 1_000_003 + state["steps"] + i for i in range(n)], agent.env_policy)
-    collector = Collector(env, agent.policy, frames_per_batch=args.frames_per_batch, total_frames=-1, device=device,
+    # a resumed run restarts the escape state with its fresh episodes; the generator is seeded by the step
+    collect_policy = agent.policy if not args.stall_escape_collect else StallEscape(
+        agent.policy, generator=torch.Generator().manual_seed(seed * 1_000_003 + state["steps"] + 1))
+    collector = Collector(env, collect_policy, frames_per_batch=args.frames_per_batch, total_frames=-1, device=device,
                           auto_register_policy_transforms=False)  # fmt: skip
     next_eval = (state["steps"] // args.eval_every + 1) * args.eval_every
     next_ckpt = state["steps"] + args.checkpoint_every
@@ -487,6 +493,8 @@ def run(args, algo, seed, logger, ckpt_path, pbar, stop=None):
                 state["curve_stall_escape"].append((state["steps"], sr_escape))
                 logger.log_scalar("eval_success_rate_stall_escape", sr_escape, state["steps"])
                 postfix["escape"] = sr_escape
+            if args.stall_escape_collect:
+                logger.log_scalar("collect_escapes", collect_policy.escapes, state["steps"])
             pbar.set_postfix(**postfix)
             next_eval += args.eval_every
         if state["steps"] >= next_ckpt or state["steps"] >= args.total_steps or stop:

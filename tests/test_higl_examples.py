@@ -75,10 +75,7 @@ def test_pointmaze_stall_escape_evaluation_leaves_training_unchanged(tmp_path):
     """The extra StallEscape evaluation draws from its own generator: the plain curve is the one without it."""
     pytest.importorskip("gymnasium_robotics")
     example = _load("higl_pointmaze")
-    flags = ["--algos", "higl", "--total-steps", "100", "--warmup-steps", "50", "--eval-every", "50",
-             "--eval-episodes", "2", "--max-episode-steps", "30", "--batch-size", "8", "--seq-len", "2",
-             "--d-model", "16", "--latent-dim", "8", "--frames-per-batch", "50", "--num-envs", "2", "--k", "4",
-             "--seeds", "0", "--logger", "none"]  # fmt: skip
+    flags = [*_tiny_higl(total_steps=100, eval_every=50, max_episode_steps=30), "--logger", "none"]
     with_escape = example.main([*flags, "--out-dir", str(tmp_path / "with")])["runs"][0]
     without = example.main([*flags, "--no-stall-escape", "--out-dir", str(tmp_path / "without")])["runs"][0]
     assert len(with_escape["curve_stall_escape"]) == 2 and without["curve_stall_escape"] == []
@@ -90,6 +87,30 @@ def test_pointmaze_stall_escape_evaluation_leaves_training_unchanged(tmp_path):
     a, b = (load_checkpoint(tmp_path / name / "ckpt_higl_seed0.pt") for name in ("with", "without"))
     tensors_a, tensors_b = list(_tensors(a)), list(_tensors(b))
     assert len(tensors_a) > 10 and all(torch.equal(x, y) for x, y in zip(tensors_a, tensors_b, strict=True))
+
+
+def test_pointmaze_stall_escape_collect_drives_stuck_training_envs(tmp_path):
+    """--stall-escape-collect: stuck training envs escape (logged), and what is learned changes with it."""
+    pytest.importorskip("gymnasium_robotics")
+    example = _load("higl_pointmaze")
+    flags = [*_tiny_higl(total_steps=200, eval_every=100, max_episode_steps=60), "--no-stall-escape"]
+    example.main([*flags, "--stall-escape-collect", "--out-dir", str(tmp_path / "with")])
+    example.main([*flags, "--logger", "none", "--out-dir", str(tmp_path / "without")])
+    (log,) = (tmp_path / "with" / "logs").glob("*/scalars/collect_escapes.csv")
+    escapes = [float(line.split(",")[1]) for line in log.read_text().split()]
+    assert len(escapes) == 2 and escapes[-1] >= escapes[0] > 0
+    from torchrl_skills.utils import load_checkpoint
+
+    a, b = (load_checkpoint(tmp_path / name / "ckpt_higl_seed0.pt") for name in ("with", "without"))
+    assert not all(torch.equal(x, y) for x, y in zip(_tensors(a), _tensors(b), strict=True))
+
+
+def _tiny_higl(total_steps, eval_every, max_episode_steps):
+    """A HIGL run of seconds on seed 0: 2 envs, tiny networks, 2 evaluation episodes."""
+    return ["--algos", "higl", "--total-steps", str(total_steps), "--warmup-steps", "50", "--eval-every", str(eval_every),
+            "--eval-episodes", "2", "--max-episode-steps", str(max_episode_steps), "--batch-size", "8",
+            "--seq-len", "2", "--d-model", "16", "--latent-dim", "8", "--frames-per-batch", "50",
+            "--num-envs", "2", "--k", "4", "--seeds", "0"]  # fmt: skip
 
 
 def _tensors(obj):
