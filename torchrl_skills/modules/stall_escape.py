@@ -91,8 +91,12 @@ class StallEscape(TensorDictModuleWrapper):
         self.low, self.high, self.position_dims, self.generator = float(low), float(high), int(position_dims), generator
         self.observation_key, self.action_key, self.is_init_key = observation_key, action_key, is_init_key
         self.done_key = done_key
-        self.escapes = 0
+        self._escapes = torch.zeros((), dtype=torch.long)  # a tensor: counting costs no second host sync
         self.reset()
+
+    @property
+    def escapes(self) -> int:
+        return int(self._escapes)
 
     def reset(self) -> None:
         """Forgets every row's state (the next call starts a new batch)."""
@@ -127,7 +131,7 @@ class StallEscape(TensorDictModuleWrapper):
             # draws stay those of the measured runs) but is not counted as an escape
             done = tensordict.get(self.done_key, None)
             counted = stalled if done is None else stalled & ~done.reshape(rows)
-            self.escapes += int(counted.sum())
+            self._escapes = self._escapes.to(counted.device) + counted.sum()
             draw = torch.randn(rows, action.shape[-1], generator=self.generator).to(action)
             draw = draw / draw.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # a unit direction in [-1, 1]^A
             draw = self.low + (draw + 1) * (self.high - self.low) / 2
