@@ -111,6 +111,10 @@ def parse_args(argv=None):
     p.add_argument("--off-data-radius", type=float, default=None,
                    help="free distance around each graph node before the off-data penalty starts (None: the 99th "
                         "percentile of the data's own distances to their nearest node)")
+    p.add_argument("--detour-slack", type=float, default=None,
+                   help="the off-data penalty also charges imagined skills whose start and end the dataset graph "
+                        "joins only by a path this much longer (m) than their straight segment: corner cuts "
+                        "(None: not checked)")
     p.add_argument("--stall-distance", type=float, default=0.3,
                    help="stall recovery: an episode whose last skill moved the ant less than this (m) runs its next "
                         "skill from the prior instead of the planned one (0: off), chosen on validation pairs of our own "
@@ -145,6 +149,8 @@ def parse_args(argv=None):
         p.error(f"--off-data-radius must be >= 0, got {args.off_data_radius}")
     if args.off_data_penalty < 0:
         p.error(f"--off-data-penalty must be >= 0, got {args.off_data_penalty}")
+    if args.detour_slack is not None and (args.detour_slack < 0 or not args.off_data_penalty):
+        p.error(f"--detour-slack must be >= 0 and needs the off-data penalty (> 0), got {args.detour_slack}")
     if args.off_data_penalty and args.cost != "graph":
         p.error("--off-data-penalty measures distances to the dataset graph: use it with --cost graph, or pass 0")
     for key, value in PRESETS[args.preset].items():
@@ -223,7 +229,7 @@ def main(argv=None) -> dict:
             "planner", env_name, model, cost, horizon=args.horizon, candidates=args.candidates,
             elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
             eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty,
-            off_data_radius=args.off_data_radius, stall_distance=args.stall_distance,
+            off_data_radius=args.off_data_radius, detour_slack=args.detour_slack, stall_distance=args.stall_distance,
             stall_check_every=args.stall_check_every, min_up=args.min_up,
         )  # fmt: skip
 

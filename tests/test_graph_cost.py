@@ -166,6 +166,30 @@ def test_off_data_penalty_checks_the_skill_segment():
     assert penalty(start.expand(4, 3, 2), end.expand(4, 3, 2)).shape == (4, 3, 1)
 
 
+def test_detour_penalty_by_hand():
+    # the U's corridors are 2 m apart: a skill straight across keeps within 1 m of the data all the
+    # way, so a 1.1 m radius lets it through, but the data only joins its ends round the U (10 m)
+    path = _u_corridor(300)
+    cost = GraphDistanceCost.from_trajectories(path, torch.zeros(len(path), dtype=torch.long), num_nodes=80)
+    start = torch.tensor([[0.5, 0.0], [0.5, 0.0], [3.0, 0.0]])
+    end = torch.tensor([[0.5, 2.0], [3.0, 0.0], [4.0, 1.0]])  # across the wall; along the corridor; round the corner
+    plain = OffDataPenalty(cost, weight=2.0, radius=1.1)
+    detours = OffDataPenalty(cost, weight=2.0, radius=1.1, detour_slack=0.5)
+    assert plain(start, end).max().item() == 0.0
+    detour = detours.detour(start, end).squeeze(-1)
+    straight = (end - start).norm(dim=-1)
+    assert torch.allclose(detour, cost.distance(start, end) - straight)
+    assert detour[0].item() == pytest.approx(3.5 + 2 + 3.5 - 2, abs=0.3)  # 9 m of path for 2 m across
+    # along a corridor the path is the segment; round a corner it is the two legs (1 + 1 for 1.41)
+    assert abs(detour[1].item()) < 0.2 and detour[2].item() == pytest.approx(2 - 2**0.5, abs=0.2)
+    expected = 2.0 * (detour - 0.5).clamp_min(0).pow(2)
+    assert torch.allclose(detours(start, end).squeeze(-1), expected, atol=1e-5)
+    assert detours(start, end)[1].item() == 0.0 and detours(start, end)[0].item() > 2.0 * 6**2
+    assert torch.equal(detours(end), plain(end))  # single positions have no detour
+    assert detours(start.expand(4, 3, 2), end.expand(4, 3, 2)).shape == (4, 3, 1)
+    assert "detour_slack=0.5" in repr(detours) and "detour" not in repr(plain)
+
+
 class _Teleport(SkillTransition):
     """A world model that ends each skill where the first two noise entries say: imagined ends set by hand."""
 
@@ -243,6 +267,8 @@ def test_bad_inputs():
         OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), 1.0, segment_points=-1)
     with pytest.raises(ValueError, match="radius must be >= 0"):
         OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), 1.0, radius=-0.1)
+    with pytest.raises(ValueError, match="detour_slack must be >= 0"):
+        OffDataPenalty(GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4)), 1.0, detour_slack=-1.0)
     with pytest.raises(ValueError, match="support_radius must be >= 0"):
         GraphDistanceCost(torch.rand(4, 2), torch.zeros(4, 4), support_radius=-1.0)
     with pytest.raises(TypeError, match="GraphDistanceCost"):

@@ -269,6 +269,12 @@ def test_make_ogbench_policy_wires_the_off_data_penalty():
     fixed = make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2, off_data_penalty=50.0,
                                 off_data_radius=0.0)  # fmt: skip
     assert fixed.planner.env.transition.skill_penalty.radius == 0.0
+    assert penalty.detour_slack is None
+    detours = make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2, off_data_penalty=50.0,
+                                  detour_slack=1.5)  # fmt: skip
+    assert detours.planner.env.transition.skill_penalty.detour_slack == 1.5
+    with pytest.raises(ValueError, match="set off_data_penalty > 0 too"):
+        make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2, detour_slack=1.5)
     assert make_ogbench_policy("planner", NAME, model, graph, candidates=8, elites=2).planner.env.transition.skill_penalty is None
 
 

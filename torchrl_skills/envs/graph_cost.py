@@ -368,6 +368,14 @@ class OffDataPenalty(nn.Module):
     themselves (with ``radius=0``, a weight large enough to stop short cuts through walls also
     drowns the progress term in node-spacing noise).
 
+    A corner cut can also keep every checked point on the support (the wall is thin, or the cut
+    clips only its corner). ``detour_slack`` catches those skills by what the data says about
+    them instead: the graph joins the skill's start and end by a path, and a skill that the data
+    could walk in one go has a path about as long as its straight segment, while one whose path
+    runs around a wall is much longer. With ``detour_slack`` set, each skill also pays
+    ``weight * max(0, detour - detour_slack)^2``, ``detour`` the path's excess over the segment
+    (:meth:`detour`).
+
     On the scale of :class:`GraphDistanceCost` (squared metres), ``weight`` trades a squared metre
     of predicted progress against a squared metre beyond the data's support.
 
@@ -379,6 +387,9 @@ class OffDataPenalty(nn.Module):
             ``support_radius`` (measured on the data by :meth:`GraphDistanceCost.from_trajectories`).
         segment_points (int, optional): interior points of each skill's segment checked besides
             its end. Defaults to ``3`` (chosen on AntMaze validation pairs; see the README).
+        detour_slack (float, optional): the detour, in position units, that a skill makes without
+            penalty (``D[node(s), node(s')] - ||s' - s||``; node spacing alone makes a few tenths
+            of a metre). ``None`` (default): detours are not checked.
 
     ``forward(state, next_state)`` returns the ``[..., 1]`` penalty of skills from ``state`` to
     ``next_state``; ``forward(state)`` that of single positions.
@@ -394,9 +405,26 @@ class OffDataPenalty(nn.Module):
         >>> start, end = torch.tensor([[0.0, 0.0, 0.5]]), torch.tensor([[4.0, 4.0, 0.5]])
         >>> penalty(end).item(), penalty(start, end).item() > 10  # the end is on the data, the corner cut is not
         (0.0, True)
+        >>> # a U of two corridors 1 m apart: the end is on the data, and so is the whole segment
+        >>> u = torch.cat([torch.stack([4 * t, 0 * t], -1), torch.stack([4 + 0 * t, t], -1),
+        ...                torch.stack([4 - 4 * t, 1 + 0 * t], -1)])
+        >>> graph = GraphDistanceCost.from_trajectories(u, torch.zeros(600, dtype=torch.long), num_nodes=60)
+        >>> detours = OffDataPenalty(graph, weight=10.0, radius=1.0, detour_slack=1.0)
+        >>> start, across, along = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[3.0, 0.0]])
+        >>> round(detours.detour(start, across).item())  # the data goes round the U: 6 m more than the 1 m across
+        6
+        >>> detours(start, across).item() > 10, detours(start, along).item()  # through the wall; along the corridor
+        (True, 0.0)
     """
 
-    def __init__(self, graph: GraphDistanceCost, weight: float, radius: float | None = None, segment_points: int = 3):
+    def __init__(
+        self,
+        graph: GraphDistanceCost,
+        weight: float,
+        radius: float | None = None,
+        segment_points: int = 3,
+        detour_slack: float | None = None,
+    ):
         super().__init__()
         if not isinstance(graph, GraphDistanceCost):
             raise TypeError(f"OffDataPenalty measures distances to a GraphDistanceCost's nodes, got {type(graph).__name__}.")
@@ -408,10 +436,13 @@ class OffDataPenalty(nn.Module):
             raise ValueError(f"radius must be >= 0, got {radius}.")
         if isinstance(segment_points, bool) or not isinstance(segment_points, int) or segment_points < 0:
             raise ValueError(f"segment_points must be an integer >= 0, got {segment_points!r}.")
+        if detour_slack is not None and not detour_slack >= 0:
+            raise ValueError(f"detour_slack must be >= 0 (or None: no detour check), got {detour_slack}.")
         self.graph = graph
         self.weight = float(weight)
         self.radius = float(radius)
         self.segment_points = segment_points
+        self.detour_slack = None if detour_slack is None else float(detour_slack)
 
     def distance(self, state: torch.Tensor, next_state: torch.Tensor | None = None) -> torch.Tensor:
         """``[..., 1]``: distance from a state's position, or the farthest of a skill's checked points, to the nearest node."""
@@ -425,8 +456,18 @@ class OffDataPenalty(nn.Module):
         nearest = self.graph.nodes[self.graph.node_index(positions)]
         return (positions - nearest).norm(dim=-1).amax(-1, keepdim=True)
 
+    def detour(self, state: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+        """``[..., 1]``: how much longer the graph's path from each skill's start to its end is than the straight segment."""
+        indices = self.graph.indices.to(state.device)
+        start, end = state.index_select(-1, indices), next_state.index_select(-1, indices)
+        return (self.graph.distance(start, end) - (end - start).norm(dim=-1)).unsqueeze(-1)
+
     def forward(self, state: torch.Tensor, next_state: torch.Tensor | None = None) -> torch.Tensor:
-        return self.weight * (self.distance(state, next_state) - self.radius).clamp_min(0.0).pow(2)
+        excess = (self.distance(state, next_state) - self.radius).clamp_min(0.0).pow(2)
+        if next_state is not None and self.detour_slack is not None:
+            excess = excess + (self.detour(state, next_state) - self.detour_slack).clamp_min(0.0).pow(2)
+        return self.weight * excess
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight:g}, radius={self.radius:.3g}, segment_points={self.segment_points}"
+        detour = "" if self.detour_slack is None else f", detour_slack={self.detour_slack:.3g}"
+        return f"weight={self.weight:g}, radius={self.radius:.3g}, segment_points={self.segment_points}{detour}"

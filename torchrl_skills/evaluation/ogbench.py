@@ -432,6 +432,7 @@ def make_ogbench_policy(
     eps_penalty: float = 0.1,
     off_data_penalty: float = 0.0,
     off_data_radius: float | None = None,
+    detour_slack: float | None = None,
     stall_distance: float | None = None,
     oracle_noise: float = 0.0,
     select: str = "mean",
@@ -459,6 +460,9 @@ def make_ogbench_policy(
             ``0`` turns it off. Defaults to ``0.0``.
         off_data_radius (float, optional): the penalty's free distance around each graph node;
             ``None``: the graph's ``support_radius``, measured on the data. Defaults to ``None``.
+        detour_slack (float, optional): the penalty also charges imagined skills whose start and
+            end the graph joins only by a path this much longer than the straight segment (corner
+            cuts; ``OffDataPenalty(detour_slack=)``). ``None``: not checked. Defaults to ``None``.
         stall_distance (float, optional): ``"planner"`` only: an episode whose last skill moved it
             less than this (x-y, metres) runs its next skill from the prior (stall recovery of
             :class:`~torchrl_skills.modules.SkillMPCPolicy`). ``None`` or ``0``: off. Defaults to ``None``.
@@ -502,6 +506,8 @@ def make_ogbench_policy(
     if kind == "prior":
         return guarded(SkillMPCPolicy(model, None, replan_every=replan_every))
     skill_penalty = None
+    if detour_slack is not None and not off_data_penalty:
+        raise ValueError("detour_slack is charged with the off-data penalty's weight: set off_data_penalty > 0 too.")
     if off_data_penalty:
         from torchrl_skills.envs import GraphDistanceCost, OffDataPenalty
 
@@ -510,7 +516,7 @@ def make_ogbench_policy(
                 "off_data_penalty measures the distance to the dataset graph: use the graph cost (--cost graph), "
                 "or set the penalty to 0."
             )
-        skill_penalty = OffDataPenalty(cost, off_data_penalty, radius=off_data_radius)
+        skill_penalty = OffDataPenalty(cost, off_data_penalty, radius=off_data_radius, detour_slack=detour_slack)
     planner = make_skill_planner(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
         cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty, select=select,
@@ -698,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
                         "(default: %(default)s)")
     p.add_argument("--off-data-radius", type=float, default=None,
                    help="free distance around each graph node (None: the graph's support_radius)")
+    p.add_argument("--detour-slack", type=float, default=None,
+                   help="the off-data penalty also charges skills whose graph path is this much longer than their "
+                        "straight segment (m; None: not checked)")
     p.add_argument("--oracle-noise", type=float, default=0.0,
                    help="--policy oracle: std of its action noise (the navigate datasets: 0.2) (default: %(default)s)")
     p.add_argument("--stall-distance", type=float, default=0.0,
@@ -754,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
         args.policy, args.dataset, model, cost, horizon=args.horizon, candidates=args.candidates,
         elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
         eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty, off_data_radius=args.off_data_radius,
-        stall_distance=args.stall_distance, oracle_noise=args.oracle_noise,
+        detour_slack=args.detour_slack, stall_distance=args.stall_distance, oracle_noise=args.oracle_noise,
         stall_check_every=args.stall_check_every, min_up=args.min_up,
     )  # fmt: skip
     result = evaluate_ogbench(
