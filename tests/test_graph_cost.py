@@ -120,6 +120,10 @@ def test_plugs_into_the_planner():
     td = planner.env.reset(td)
     assert torch.allclose(td["min_cost"].squeeze(-1), torch.full((3,), cost.distance(path[0], path[-1]).item() ** 2))
     assert planner(td)["action"].shape == (3, 4)
+    # the off-data penalty with its detour check plans the same batch (one start, many candidate ends)
+    careful = make_skill_planner(model, num_candidates=32, top_k=4, optim_steps=2, cost=cost,
+                                 skill_penalty=OffDataPenalty(cost, 100.0, detour_slack=1.0))  # fmt: skip
+    assert careful(careful.env.reset(td))["action"].shape == (3, 4)
 
 
 def test_same_scale_as_the_euclidean_cost_in_the_open():
@@ -187,6 +191,9 @@ def test_detour_penalty_by_hand():
     assert detours(start, end)[1].item() == 0.0 and detours(start, end)[0].item() > 2.0 * 6**2
     assert torch.equal(detours(end), plain(end))  # single positions have no detour
     assert detours(start.expand(4, 3, 2), end.expand(4, 3, 2)).shape == (4, 3, 1)
+    # one start per episode against many candidate ends, as the planner asks
+    many = detours(start[:, None], end[:, None].expand(3, 5, 2))
+    assert many.shape == (3, 5, 1) and torch.allclose(many[:, 0], detours(start, end))
     assert "detour_slack=0.5" in repr(detours) and "detour" not in repr(plain)
 
 

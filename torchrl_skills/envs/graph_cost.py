@@ -459,7 +459,8 @@ class OffDataPenalty(nn.Module):
     def detour(self, state: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
         """``[..., 1]``: how much longer the graph's path from each skill's start to its end is than the straight segment."""
         indices = self.graph.indices.to(state.device)
-        start, end = state.index_select(-1, indices), next_state.index_select(-1, indices)
+        # the planner pairs one start per episode with all its candidates' ends: broadcast them
+        start, end = torch.broadcast_tensors(state.index_select(-1, indices), next_state.index_select(-1, indices))
         return (self.graph.distance(start, end) - (end - start).norm(dim=-1)).unsqueeze(-1)
 
     def forward(self, state: torch.Tensor, next_state: torch.Tensor | None = None) -> torch.Tensor:
