@@ -388,8 +388,8 @@ class OffDataPenalty(nn.Module):
         segment_points (int, optional): interior points of each skill's segment checked besides
             its end. Defaults to ``3`` (chosen on AntMaze validation pairs; see the README).
         detour_slack (float, optional): the detour, in position units, that a skill makes without
-            penalty (``D[node(s), node(s')] - ||s' - s||``; node spacing alone makes a few tenths
-            of a metre). ``None`` (default): detours are not checked.
+            penalty (``D[node(s), node(s')] - ||s' - s||``; the AntMaze data's own 40-step chunks
+            stay below 0.64-0.90 m at the 99th percentile). ``None`` (default): detours are not checked.
 
     ``forward(state, next_state)`` returns the ``[..., 1]`` penalty of skills from ``state`` to
     ``next_state``; ``forward(state)`` that of single positions.
@@ -444,12 +444,14 @@ class OffDataPenalty(nn.Module):
         self.segment_points = segment_points
         self.detour_slack = None if detour_slack is None else float(detour_slack)
 
+    def _positions(self, state: torch.Tensor) -> torch.Tensor:
+        return state.index_select(-1, self.graph.indices.to(state.device))
+
     def distance(self, state: torch.Tensor, next_state: torch.Tensor | None = None) -> torch.Tensor:
         """``[..., 1]``: distance from a state's position, or the farthest of a skill's checked points, to the nearest node."""
-        indices = self.graph.indices.to(state.device)
-        positions = state.index_select(-1, indices).unsqueeze(-2)  # [..., 1, P]
+        positions = self._positions(state).unsqueeze(-2)  # [..., 1, P]
         if next_state is not None:
-            start, end = positions, next_state.index_select(-1, indices).unsqueeze(-2)
+            start, end = positions, self._positions(next_state).unsqueeze(-2)
             fractions = torch.arange(1, self.segment_points + 2, device=state.device, dtype=state.dtype)
             fractions = (fractions / (self.segment_points + 1)).unsqueeze(-1)  # [k + 1, 1]: interior points, the end
             positions = start + fractions * (end - start)  # [..., k + 1, P]
@@ -458,9 +460,8 @@ class OffDataPenalty(nn.Module):
 
     def detour(self, state: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
         """``[..., 1]``: how much longer the graph's path from each skill's start to its end is than the straight segment."""
-        indices = self.graph.indices.to(state.device)
         # the planner pairs one start per episode with all its candidates' ends: broadcast them
-        start, end = torch.broadcast_tensors(state.index_select(-1, indices), next_state.index_select(-1, indices))
+        start, end = torch.broadcast_tensors(self._positions(state), self._positions(next_state))
         return (self.graph.distance(start, end) - (end - start).norm(dim=-1)).unsqueeze(-1)
 
     def forward(self, state: torch.Tensor, next_state: torch.Tensor | None = None) -> torch.Tensor:
