@@ -29,9 +29,9 @@ Settings are chosen on validation goals of our own (``--validate``), never the 5
     python examples/ogbench_antmaze.py --maze large --full --preset paper --seeds 0 1 2 \\
         --episodes-per-task 50 --device cuda --num-workers 8               # the paper's setting
 
-Measured on 2 CPU cores (``--full --train-steps 6000 --episodes-per-task 50``, CPU preset): success
-0.93 on medium, 0.77 on large and 0.40 on giant (seeds 0-2 each); OGBench's HIQL: 0.96 / 0.91 /
-0.65. See the README for the per-task numbers, wall times and what limits them.
+Measured on 2 CPU cores (``--full --train-steps 6000 --episodes-per-task 50``, CPU preset, data
+regenerated under MuJoCo 4.0.0): success 0.91 on medium, 0.80 on large and 0.35 on giant (seeds 0-2
+each); OGBench's HIQL: 0.96 / 0.91 / 0.65. See the README for the per-task numbers, wall times and what limits them.
 """
 from __future__ import annotations
 
