@@ -44,6 +44,7 @@ import torch
 from torchrl_skills.utils import (
     ArgumentParser,
     RunStopped,
+    file_tag,
     non_negative_int,
     positive_float,
     positive_int,
@@ -133,6 +134,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     p.add_argument("--num-threads", type=non_negative_int, default=1, help="torch CPU threads, 0: torch's default")
     p.add_argument("--out-dir", default=None, help="output folder (None: outputs/ogbench_antmaze/<maze>-<preset>)")
+    p.add_argument("--tag", type=file_tag, default=None,
+                   help="suffix of the output files (validation-TAG.json, results-TAG.png): settings evaluated from one "
+                        "trained model keep their outputs apart in one --out-dir")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     if args.eps_penalty < 0:
@@ -247,7 +251,7 @@ def main(argv=None) -> dict:
         results.append(result)
 
     merged = OGBenchResult.merge(results)
-    name = "validation" if args.validate else "results"
+    name = ("validation" if args.validate else "results") + (f"-{args.tag}" if args.tag else "")
     # the world model's promise against what the low level delivered, skill by skill
     tracked, line = merged.skill_tracking_summary(args.replan_every)
     print(line)

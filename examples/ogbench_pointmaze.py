@@ -38,7 +38,16 @@ from pathlib import Path
 
 import torch
 
-from torchrl_skills.utils import ArgumentParser, OutputDir, RunStopped, non_negative_int, positive_float, positive_int, run_cli
+from torchrl_skills.utils import (
+    ArgumentParser,
+    OutputDir,
+    RunStopped,
+    file_tag,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 if str(EXAMPLES_DIR) not in sys.path:  # so that the training script imports as a module
@@ -99,6 +108,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
     p.add_argument("--num-threads", type=non_negative_int, default=1, help="torch CPU threads, 0: torch's default (default: %(default)s)")
     p.add_argument("--out-dir", default=None, help="output folder (None: outputs/ogbench_pointmaze/<maze>[-full])")
+    p.add_argument("--tag", type=file_tag, default=None,
+                   help="suffix of the output files (validation-TAG.json, results-TAG.png): settings evaluated from one "
+                        "trained model keep their outputs apart in one --out-dir")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     if args.elites > args.candidates:
@@ -211,7 +223,7 @@ def run(args, out: OutputDir) -> dict:
         results.append(result)
 
     merged = OGBenchResult.merge(results)
-    name = "validation" if args.validate else "results"
+    name = ("validation" if args.validate else "results") + (f"-{args.tag}" if args.tag else "")
     # the world model's promise against what the low level delivered, skill by skill
     tracked, line = merged.skill_tracking_summary(args.replan_every)
     print(line)

@@ -507,6 +507,7 @@ ERRORS = {
     "antmaze example stall check without stall distance": (
         "ogbench_antmaze", ["--stall-distance", "0", "--stall-check-every", "10"], "set --stall-distance > 0 too"),
     "antmaze example min-up out of range": ("ogbench_antmaze", ["--min-up", "1.5"], "--min-up is the z component"),
+    "antmaze example tag with a slash": ("ogbench_antmaze", ["--tag", "a/b"], "argument --tag: expected letters, digits"),
     "replay missing checkpoint": ("torchrl_skills.evaluation.skill_replay", ["--checkpoint", "missing.pt"], "No checkpoint at missing.pt"),
     "replay truncated checkpoint": ("torchrl_skills.evaluation.skill_replay", ["--checkpoint", "<cut:x.pt>"], "truncated"),
     "replay no starts": ("torchrl_skills.evaluation.skill_replay", ["--checkpoint", "x.pt", "--starts", "0"], "expected an integer >= 1"),

@@ -27,4 +27,8 @@ def test_ogbench_pointmaze_example_runs_and_resumes(tmp_path, minari_store):
     again = main(argv + ["--validate", "--validation-tasks", "2", "--graph-entry-nodes", "3"])
     assert again["result"].tasks == ["val0", "val1"]
     assert json.loads((tmp_path / "run" / "validation.json").read_text())["config"]["graph_entry_nodes"] == 3
-    assert (tmp_path / "run" / "validation.json").exists()
+    # --tag keeps a second setting's outputs beside the first's, from the same trained model
+    main(argv + ["--validate", "--validation-tasks", "2", "--tag", "entry1"])
+    tagged = json.loads((tmp_path / "run" / "validation-entry1.json").read_text())
+    assert tagged["config"]["graph_entry_nodes"] == 1 and (tmp_path / "run" / "validation-entry1.png").exists()
+    assert json.loads((tmp_path / "run" / "validation.json").read_text())["config"]["graph_entry_nodes"] == 3

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import signal
 import sys
@@ -143,6 +144,18 @@ def non_negative_int(text: str) -> int:
 def positive_float(text: str) -> float:
     """argparse ``type=`` for rates and scales that must be > 0 (learning rates)."""
     return _number(text, float, lambda v: v > 0, "a number > 0")
+
+
+def file_tag(text: str) -> str:
+    """argparse ``type=`` for a word that goes into output file names: letters, digits, ``.``, ``_``, ``-``.
+
+    Examples:
+        >>> file_tag("slack-1.0")
+        'slack-1.0'
+    """
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", text):
+        raise argparse.ArgumentTypeError(f"expected letters, digits, '.', '_' or '-' (a file name part), got {text!r}")
+    return text
 
 
 def _one_line(err: BaseException) -> str:
