@@ -1,5 +1,6 @@
 """Offline data: Minari datasets in TorchRL storage, locally generated maze datasets, window replay."""
 from torchrl_skills.data.augmentation import RandomShift
+from torchrl_skills.data.goal_reaching import dataset_goal_reaching_stats, goal_reaching_stats
 from torchrl_skills.data.maze_grid import MazeGeometry, MazeGrid
 from torchrl_skills.data.offline import DatasetNotFoundError, SkillDataset, load_minari_transitions, local_minari_root
 from torchrl_skills.data.windows import make_window_replay_buffer
@@ -31,6 +32,8 @@ __all__ = [
     "MazeGrid",
     "RandomShift",
     "SkillDataset",
+    "dataset_goal_reaching_stats",
+    "goal_reaching_stats",
     "load_minari_transitions",
     "local_minari_root",
     "make_window_replay_buffer",

@@ -41,6 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
+from torchrl_skills.data.goal_reaching import goal_reaching_stats
 from torchrl_skills.data.maze_grid import MazeGrid
 from torchrl_skills.data.minari_store import (
     GENERATOR_METADATA_KEY,
@@ -234,10 +235,7 @@ def _collect(
     act = controller._act
     noise_std = controller.action_noise
     episodes = []
-    goals_reached = 0  # all goals reached, however long it took
-    reached_in_budget = 0
-    timed_out = 0
-    steps_to_goal = []
+    goals_reached = 0  # for the progress bar; the statistics come from the stored success flags
 
     obs, info = env.reset(seed=seed)
     remaining = num_steps
@@ -263,7 +261,6 @@ def _collect(
             achieved_goal[0] = obs["achieved_goal"]
             desired_goal[0] = obs["desired_goal"]
             success[0] = info.get("success", False)
-            since_goal = 0  # steps spent on the current goal
             t = 0
             for t in range(length):
                 x, y, vx, vy = obs["observation"].tolist()
@@ -278,18 +275,9 @@ def _collect(
                 rewards[t] = reward
                 terminations[t] = terminated
                 truncations[t] = truncated
-                reached = success[t + 1] = info["success"]
-                since_goal += 1
-                if reached:
-                    # With reset_target=True the env has already drawn the next goal;
-                    # it shows up in the next observation's desired_goal.
-                    goals_reached += 1
-                    steps_to_goal.append(since_goal)
-                    if since_goal <= goal_budget:
-                        reached_in_budget += 1
-                    else:
-                        timed_out += 1
-                    since_goal = 0
+                # With reset_target=True the env has already drawn the next goal on arrival;
+                # it shows up in the next observation's desired_goal.
+                success[t + 1] = info["success"]
                 if terminated or truncated:
                     break
             if t + 1 < length:
@@ -298,11 +286,7 @@ def _collect(
                 raise RuntimeError(f"Episode ended after {t + 1} steps, expected {length}.")
             # The last, possibly shorter, episode is cut by us, not by the TimeLimit.
             truncations[-1] = True
-            # A goal still pending at the end of an episode is a failure only if it had
-            # its whole budget; otherwise its outcome is unknown and it is not counted.
-            if since_goal >= goal_budget:
-                timed_out += 1
-
+            goals_reached += int(success[1:].sum())
             episodes.append(
                 EpisodeBuffer(
                     id=len(episodes),
@@ -327,13 +311,8 @@ def _collect(
             if remaining > 0:
                 obs, info = env.reset()
 
-    attempts = reached_in_budget + timed_out
-    stats = {
-        "goals_reached": goals_reached,
-        "goals_timed_out": timed_out,
-        "goal_reaching_rate": reached_in_budget / attempts if attempts else float("nan"),
-        "mean_steps_to_goal": float(np.mean(steps_to_goal)) if steps_to_goal else float("nan"),
-    }
+    stats = goal_reaching_stats((episode.infos["success"] for episode in episodes), goal_budget)
+    del stats["goal_budget"]  # recorded with the settings
     return episodes, stats
 
 
