@@ -47,10 +47,11 @@ def test_rescoring_a_stored_dataset_matches_what_generation_recorded(minari_stor
 
     from torchrl_skills.data.ogbench import GOAL_BUDGET, generate_ogbench_dataset, main
 
-    # budget 60 on 1000-step episodes: some goals of the medium maze take the point longer
+    # budget 60 on 1000-step episodes: some goals of the medium maze take the point longer. The session's store
+    # may already hold this id from another test (docstring examples) with other settings: overwrite it
     dataset_id = generate_ogbench_dataset(
         "pointmaze-medium-navigate-v0", num_episodes=2, episode_length=1000, num_envs=2, seed=3, progress=False,
-        goal_budget=60,
+        goal_budget=60, overwrite=True,
     )  # fmt: skip
     recorded = minari.load_dataset(dataset_id).storage.metadata["torchrl_skills_generator"]
     rescored = dataset_goal_reaching_stats(dataset_id, goal_budget=60)
