@@ -54,6 +54,17 @@ def test_linear_toy_model_is_linear():
     torch.testing.assert_close(loc, s + eps)
 
 
+def step_through(env, td, actions, key):
+    """Steps ``env`` through ``actions`` one at a time: the rewards and the values of ``key`` after each step."""
+    rewards, values = [], []
+    for a in actions:
+        td = env.step(td.set("action", a))
+        rewards.append(td["next", "reward"].item())
+        values.append(td["next", key].item())
+        td = td["next"]
+    return rewards, values
+
+
 def test_running_min_reward_telescopes_hand_built():
     """Distances 9 -> 1 -> 6.25 -> 0.04 -> 1.44: rewards 8, 0, 0.96, 0 (sum d_0 - min d = 8.96)."""
     lam = 10.0
@@ -61,17 +72,35 @@ def test_running_min_reward_telescopes_hand_built():
     eps = torch.tensor([[2.0, 0.0], [-1.5, 0.0], [2.3, 0.0], [-1.0, 0.0]])
     td = reset(env, torch.zeros(2), torch.tensor([3.0, 0.0]))
     assert td["min_cost"].item() == pytest.approx(9.0)
-    rewards, mins = [], []
-    for a in eps:
-        td = env.step(td.set("action", a))
-        rewards.append(td["next", "reward"].item())
-        mins.append(td["next", "min_cost"].item())
-        td = td["next"]
+    rewards, mins = step_through(env, td, eps, "min_cost")
     penalties = lam * eps.pow(2).mean(-1)
     expected = torch.tensor([8.0, 0.0, 0.96, 0.0]) - penalties
     torch.testing.assert_close(torch.tensor(rewards), expected, atol=1e-4, rtol=0)
     assert mins == pytest.approx([1.0, 1.0, 0.04, 0.04], abs=1e-5)
     assert sum(rewards) + penalties.sum().item() == pytest.approx(9.0 - 0.04, abs=1e-4)
+
+
+def test_progress_discount_weights_each_decrease_hand_built():
+    """The distances of the test above with gamma = 0.5: rewards 8, 0, 0.25 * 0.96, 0 minus the penalties."""
+    lam = 10.0
+    env = SkillModelEnv(linear_skill_model(), eps_penalty=lam, progress_discount=0.5)
+    assert env.progress_discount == 0.5 and "progress_weight" in env.observation_spec.keys()
+    eps = torch.tensor([[2.0, 0.0], [-1.5, 0.0], [2.3, 0.0], [-1.0, 0.0]])
+    td = reset(env, torch.zeros(2), torch.tensor([3.0, 0.0]))
+    assert td["progress_weight"].item() == 1.0
+    rewards, weights = step_through(env, td, eps, "progress_weight")
+    expected = torch.tensor([8.0, 0.0, 0.25 * 0.96, 0.0]) - lam * eps.pow(2).mean(-1)
+    torch.testing.assert_close(torch.tensor(rewards), expected, atol=1e-4, rtol=0)
+    assert weights == [0.5, 0.25, 0.125, 0.0625]
+    # the planner's tensor path scores the same sequence the same way
+    state, goal, start_cost = torch.zeros(1, 2), torch.tensor([[3.0, 0.0]]), torch.tensor([[9.0]])
+    total = env.transition.returns(state, eps.unsqueeze(0), goal, start_cost)
+    assert total.item() == pytest.approx(sum(rewards), abs=1e-4)
+    # without a discount the env keeps the paper's keys
+    assert "progress_weight" not in SkillModelEnv(linear_skill_model()).observation_spec.keys()
+    for bad in (0.0, 1.5, -0.5):
+        with pytest.raises(ValueError, match="progress_discount must lie in"):
+            SkillModelEnv(linear_skill_model(), progress_discount=bad)
 
 
 @pytest.mark.parametrize("batch", [(), (7,), (3, 7)])

@@ -171,7 +171,11 @@ def test_eps_bound_keeps_candidates_in_the_box():
         make_skill_planner(linear_skill_model(), eps_bound=0.0)
 
 
-@pytest.mark.parametrize("env_kwargs", [{}, {"eps_bound": 1.0}, {"sample_world_model": True}], ids=["mean", "bounded", "sampled"])
+@pytest.mark.parametrize(
+    "env_kwargs",
+    [{}, {"eps_bound": 1.0}, {"sample_world_model": True}, {"progress_discount": 0.5}],
+    ids=["mean", "bounded", "sampled", "discounted"],
+)
 @pytest.mark.parametrize("batch", [(), (3,)], ids=["unbatched", "batch3"])
 def test_tensor_imagination_gives_torchrl_cem_plans(env_kwargs, batch):
     # SkillCEMPlanner imagines on tensors; TorchRL's generic path rolls the env out. Same draws,
@@ -346,3 +350,20 @@ def test_stall_check_in_a_rollout_marks_each_new_skill():
     started = rollout["skill_started"].squeeze(-1).nonzero().squeeze(-1).tolist()
     assert started == [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]  # each new skill is checked 4 steps in
     assert len(policy.planning_times) == 1 and policy.stall_recoveries == 9
+
+
+def test_progress_discount_makes_the_first_skill_cover_more_of_the_way():
+    # s' = s + eps towards a goal 6 away, 3 skills: the paper's objective (best end over the horizon)
+    # splits the way evenly between the skills, the cheapest split under the noise penalty (measured:
+    # first skill 1.71 for three seeds); with gamma = 0.5 the first skill's progress weighs most, so
+    # the executed skill covers about half of the way (measured: 3.13-3.46)
+    first = {}
+    for gamma in (1.0, 0.5):
+        torch.manual_seed(0)
+        planner = make_skill_planner(
+            linear_skill_model(), num_candidates=1000, top_k=100, eps_penalty=1.0, progress_discount=gamma
+        )
+        td = planner.env.reset(TensorDict({"observation": torch.zeros(2), "goal": torch.tensor([6.0, 0.0])}, []))
+        first[gamma] = planner(td)["action"][0].item()
+    assert 1.4 < first[1.0] < 2.1
+    assert first[0.5] > 2.8

@@ -14,6 +14,12 @@ cost of the start state, set by :meth:`~torchrl.envs.EnvBase.reset`) and the rew
 is ``m_{i-1} - m_i - lambda * mean(eps_i^2)``. Over a horizon of ``L`` skills the costs telescope
 to ``c(s_0, g) - min_{i<=L} c(s_i, g)``: the sum is the paper's objective up to a constant that
 does not depend on the plan.
+
+With ``progress_discount = gamma < 1`` the decrease of step ``i`` (0-based) is weighted
+``gamma ** i``: the sum then values progress made by the first skills, the only ones executed
+before the next replan, over the same progress made later. Under the paper's objective a plan
+whose third skill reaches far is as good as one that gets there sooner, so the executed first
+skill need not be the fast one (see the README's AntMaze section).
 """
 from __future__ import annotations
 
@@ -97,8 +103,13 @@ class SkillTransition(nn.Module):
             penalty of an imagined skill from ``state`` to ``next_state``, subtracted from its
             reward, e.g. :class:`~torchrl_skills.envs.OffDataPenalty` (skills that leave the
             data: through walls). Defaults to ``None`` (no penalty).
+        progress_discount (float, optional): ``gamma`` in ``(0, 1]``; the cost decrease of the
+            ``i``-th imagined skill (0-based) is weighted ``gamma ** i``. Defaults to ``1.0`` (the
+            paper's objective).
 
     ``forward(state, eps, goal, min_cost)`` returns ``(next_state, next_min_cost, reward)``;
+    ``forward(state, eps, goal, min_cost, progress_weight)`` weights the decrease by
+    ``progress_weight`` and also returns the next step's weight, ``progress_weight * gamma``;
     :meth:`returns` rolls a whole sequence of noises out and returns the summed reward. With the
     mean world model (the default), only its mean is computed
     (:meth:`~torchrl_skills.modules.TemporalAbstractWorldModel.mean`): the scale head is skipped.
@@ -119,23 +130,37 @@ class SkillTransition(nn.Module):
         eps_penalty: float,
         sample_world_model: bool = False,
         skill_penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        progress_discount: float = 1.0,
     ):
         super().__init__()
+        if not 0.0 < progress_discount <= 1.0:
+            raise ValueError(f"progress_discount must lie in (0, 1], got {progress_discount}.")
         self.skill_model = skill_model
         self.cost = cost
         self.eps_penalty = float(eps_penalty)
         self.sample_world_model = sample_world_model
         self.skill_penalty = skill_penalty
+        self.progress_discount = float(progress_discount)
 
     def forward(
-        self, state: torch.Tensor, eps: torch.Tensor, goal: torch.Tensor, min_cost: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        state: torch.Tensor,
+        eps: torch.Tensor,
+        goal: torch.Tensor,
+        min_cost: torch.Tensor,
+        progress_weight: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         next_state = self.next_state(state, eps)
         next_min_cost = self._next_min_cost(next_state, goal, min_cost)
-        reward = (min_cost - next_min_cost) - self.eps_penalty * eps.pow(2).mean(-1, keepdim=True)
+        progress = min_cost - next_min_cost
+        if progress_weight is not None:
+            progress = progress_weight * progress
+        reward = progress - self.eps_penalty * eps.pow(2).mean(-1, keepdim=True)
         if self.skill_penalty is not None:
             reward = reward - self.skill_penalty(state, next_state).reshape(reward.shape)
-        return next_state, next_min_cost, reward
+        if progress_weight is None:
+            return next_state, next_min_cost, reward
+        return next_state, next_min_cost, reward, progress_weight * self.progress_discount
 
     def next_state(self, state: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """The imagined end state of the skill ``mu(s) + sigma(s) * eps`` (mean, or a sample)."""
@@ -160,8 +185,10 @@ class SkillTransition(nn.Module):
 
         The same value as summing :meth:`forward`'s rewards over the ``L`` steps, computed with
         the telescoped sum: ``min_cost - min_{i<=L} cost(s_i) - lambda * sum_i mean(eps_i^2)``
-        (minus ``sum_i skill_penalty(s_{i-1}, s_i)`` when there is one). Per step this runs the
-        prior, the world model's mean, the cost and the skill penalty, nothing else.
+        (minus ``sum_i skill_penalty(s_{i-1}, s_i)`` when there is one); with a progress
+        discount ``gamma < 1``, the decreases of the running minimum weighted ``gamma ** i``
+        instead. Per step this runs the prior, the world model's mean, the cost and the skill
+        penalty, nothing else.
 
         Examples:
             >>> from torchrl_skills.modules import SkillModel
@@ -174,15 +201,21 @@ class SkillTransition(nn.Module):
             >>> torch.allclose(step.returns(s, eps, g, m), total, atol=1e-5)
             True
         """
-        start_cost, skill_penalty = min_cost, 0.0
+        start_cost, skill_penalty, progress, weight = min_cost, 0.0, 0.0, 1.0
         for t in range(eps.shape[-2]):
             next_state = self.next_state(state, eps[..., t, :])
-            min_cost = self._next_min_cost(next_state, goal, min_cost)
+            next_min_cost = self._next_min_cost(next_state, goal, min_cost)
+            if self.progress_discount != 1.0:
+                progress = progress + weight * (min_cost - next_min_cost)
+                weight *= self.progress_discount
+            min_cost = next_min_cost
             if self.skill_penalty is not None:
                 skill_penalty = skill_penalty + self.skill_penalty(state, next_state).reshape(min_cost.shape)
             state = next_state
+        if self.progress_discount == 1.0:  # telescoped: the paper's objective
+            progress = start_cost - min_cost
         penalty = eps.pow(2).mean(-1).sum(-1, keepdim=True)
-        return (start_cost - min_cost) - self.eps_penalty * penalty - skill_penalty
+        return progress - self.eps_penalty * penalty - skill_penalty
 
 
 class SkillModelEnv(ModelBasedEnvBase):
@@ -206,15 +239,16 @@ class SkillModelEnv(ModelBasedEnvBase):
 
     Keys (all configurable):
 
-    ==================  =====================  ==========================================================
-    key                 shape                  meaning
-    ==================  =====================  ==========================================================
-    ``"action"``        ``[*, z_dim]``         the noise ``eps`` (planners write ``"action"``)
-    ``"observation"``   ``[*, state_dim]``     the (predicted) state, raw units
-    ``"goal"``          ``[*, goal_dim]``      the goal, constant along a rollout
-    ``"min_cost"``      ``[*, 1]``             running minimum of the cost since the reset
-    ``"reward"``        ``[*, 1]``             decrease of ``min_cost`` minus the noise penalty
-    ==================  =====================  ==========================================================
+    =====================  ==================  =================================================================
+    key                    shape               meaning
+    =====================  ==================  =================================================================
+    ``"action"``           ``[*, z_dim]``      the noise ``eps`` (planners write ``"action"``)
+    ``"observation"``      ``[*, state_dim]``  the (predicted) state, raw units
+    ``"goal"``             ``[*, goal_dim]``   the goal, constant along a rollout
+    ``"min_cost"``         ``[*, 1]``          running minimum of the cost since the reset
+    ``"reward"``           ``[*, 1]``          decrease of ``min_cost`` minus the noise penalty
+    ``"progress_weight"``  ``[*, 1]``          only with ``progress_discount < 1``: ``gamma ** i`` at step ``i``
+    =====================  ==================  =================================================================
 
     Args:
         skill_model (SkillModel): a trained skill model.
@@ -237,9 +271,16 @@ class SkillModelEnv(ModelBasedEnvBase):
             ``[-eps_bound, eps_bound]`` and planners project their candidates onto it (TorchRL's
             CEMPlanner does), which keeps skills within that many prior standard deviations.
             Defaults to ``None`` (unbounded).
+        progress_discount (float, optional): ``gamma`` in ``(0, 1]``: step ``i``'s decrease of
+            ``min_cost`` is weighted ``gamma ** i`` (the weight is kept in the env state under
+            ``progress_weight_key``, 1 at the reset), so a planner prefers plans that make their
+            progress early, in the skills it executes before replanning. Defaults to ``1.0``
+            (the paper's objective; no extra state entry).
         observation_key (NestedKey, optional): the state entry. Defaults to ``"observation"``.
         goal_key (NestedKey, optional): the goal entry. Defaults to ``"goal"``.
         min_cost_key (NestedKey, optional): the running-minimum entry. Defaults to ``"min_cost"``.
+        progress_weight_key (NestedKey, optional): the discount weight's entry. Defaults to
+            ``"progress_weight"``.
         device (torch.device, optional): defaults to the device of the skill model.
 
     Examples:
@@ -266,9 +307,11 @@ class SkillModelEnv(ModelBasedEnvBase):
         sample_world_model: bool = False,
         skill_penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         eps_bound: float | None = None,
+        progress_discount: float = 1.0,
         observation_key: NestedKey = "observation",
         goal_key: NestedKey = "goal",
         min_cost_key: NestedKey = "min_cost",
+        progress_weight_key: NestedKey = "progress_weight",
         device: DEVICE_TYPING | None = None,
     ):
         # Imported here: torchrl_skills.modules imports this module (the planner), so a module-level
@@ -297,11 +340,13 @@ class SkillModelEnv(ModelBasedEnvBase):
             raise ValueError(f"eps_penalty must be >= 0, got {eps_penalty}.")
         if device is None:
             device = next(skill_model.parameters()).device
-        transition = SkillTransition(skill_model, cost, eps_penalty, sample_world_model, skill_penalty)
+        transition = SkillTransition(skill_model, cost, eps_penalty, sample_world_model, skill_penalty, progress_discount)
+        # the discount's weight is env state only when there is a discount: the paper's env keeps its keys
+        weight_keys = [progress_weight_key] if progress_discount != 1.0 else []
         world_model = TensorDictModule(
             transition,
-            in_keys=[observation_key, "action", goal_key, min_cost_key],
-            out_keys=[observation_key, min_cost_key, "reward"],
+            in_keys=[observation_key, "action", goal_key, min_cost_key, *weight_keys],
+            out_keys=[observation_key, min_cost_key, "reward", *weight_keys],
         )
         super().__init__(world_model, device=device, batch_size=torch.Size([]))
         self.skill_model = skill_model
@@ -309,12 +354,14 @@ class SkillModelEnv(ModelBasedEnvBase):
         self.cost = cost
         self.state_dim, self.z_dim, self.goal_dim = state_dim, z_dim, int(goal_dim)
         self.observation_key, self.goal_key, self.min_cost_key = observation_key, goal_key, min_cost_key
+        self.progress_weight_key = progress_weight_key if weight_keys else None
 
         self.observation_spec = Composite(
             {
                 observation_key: Unbounded((state_dim,), device=self.device),
                 goal_key: Unbounded((self.goal_dim,), device=self.device),
                 min_cost_key: Unbounded((1,), device=self.device),
+                **{key: Unbounded((1,), device=self.device) for key in weight_keys},
             },
             device=self.device,
         )
@@ -335,6 +382,10 @@ class SkillModelEnv(ModelBasedEnvBase):
     @property
     def sample_world_model(self) -> bool:
         return self.transition.sample_world_model
+
+    @property
+    def progress_discount(self) -> float:
+        return self.transition.progress_discount
 
     # Imagined skills never terminate: skip the done checks and partial resets of EnvBase (as
     # torchrl's DreamerEnv does); they cost a reduction per step on K candidates for nothing.
@@ -372,11 +423,14 @@ class SkillModelEnv(ModelBasedEnvBase):
         state = state.to(self.device, dtype)
         goal = goal.to(self.device, dtype)
         min_cost = self.cost(state, goal).reshape(*tensordict.batch_size, 1)
-        return TensorDict(
+        out = TensorDict(
             {self.observation_key: state, self.goal_key: goal, self.min_cost_key: min_cost},
             batch_size=tensordict.batch_size,
             device=self.device,
         )
+        if self.progress_weight_key is not None:
+            out.set(self.progress_weight_key, torch.ones_like(min_cost))
+        return out
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         state = tensordict.get(self.observation_key)
@@ -390,13 +444,27 @@ class SkillModelEnv(ModelBasedEnvBase):
         # Same computation as self.world_model (the TensorDictModule kept for ModelBasedEnvBase),
         # called on tensors directly: a planning call makes L * optim_steps of these steps on K
         # candidates, and this skips a tensordict clone/select per step.
-        next_state, next_min_cost, reward = self.transition(state, tensordict.get("action"), goal, min_cost)
+        weight = {}
+        if self.progress_weight_key is None:
+            next_state, next_min_cost, reward = self.transition(state, tensordict.get("action"), goal, min_cost)
+        else:
+            progress_weight = tensordict.get(self.progress_weight_key, None)
+            if progress_weight is None:
+                raise KeyError(
+                    f"SkillModelEnv.step found no {self.progress_weight_key!r} (the progress discount's weight): "
+                    "call env.reset(tensordict) before stepping or planning."
+                )
+            next_state, next_min_cost, reward, next_weight = self.transition(
+                state, tensordict.get("action"), goal, min_cost, progress_weight
+            )
+            weight = {self.progress_weight_key: next_weight}
         done = torch.zeros(reward.shape, dtype=torch.bool, device=reward.device)
         return TensorDict(
             {
                 self.observation_key: next_state,
                 self.goal_key: goal,
                 self.min_cost_key: next_min_cost,
+                **weight,
                 "reward": reward,
                 "done": done,
                 "terminated": done,

@@ -438,6 +438,7 @@ def make_ogbench_policy(
     select: str = "mean",
     stall_check_every: int | None = None,
     min_up: float | None = None,
+    progress_discount: float = 1.0,
 ):
     """The policies the CLI and the examples evaluate.
 
@@ -477,6 +478,9 @@ def make_ogbench_policy(
         min_up (float, optional): ``"planner"`` and ``"prior"`` on the ant mazes: zero the action while
             the torso's up axis has a z component below this (:class:`~torchrl_skills.modules.UprightGuard`).
             ``None``: no guard. Defaults to ``None``.
+        progress_discount (float): ``"planner"`` only: the planned skills' progress is weighted
+            ``gamma ** i`` (:class:`~torchrl_skills.envs.SkillModelEnv`); ``1.0``: the paper's
+            objective. Defaults to ``1.0``.
 
     Examples:
         >>> policy = make_ogbench_policy("oracle", "pointmaze-medium-navigate-v0")
@@ -520,6 +524,7 @@ def make_ogbench_policy(
     planner = make_skill_planner(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
         cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty, select=select,
+        progress_discount=progress_discount,
     )  # fmt: skip
     policy = SkillMPCPolicy(
         model, planner, replan_every=replan_every, stall_distance=stall_distance or None,
@@ -707,6 +712,9 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--detour-slack", type=float, default=None,
                    help="the off-data penalty also charges skills whose graph path is this much longer than their "
                         "straight segment (m; None: not checked)")
+    p.add_argument("--progress-discount", type=float, default=1.0,
+                   help="weight gamma ** i on the progress of the i-th planned skill (1: the paper's objective, the best "
+                        "end over the horizon; < 1 favours plans that progress in the skills executed first)")
     p.add_argument("--oracle-noise", type=float, default=0.0,
                    help="--policy oracle: std of its action noise (the navigate datasets: 0.2) (default: %(default)s)")
     p.add_argument("--stall-distance", type=float, default=0.0,
@@ -764,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
         elites=args.elites, iterations=args.iterations, replan_every=args.replan_every,
         eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty, off_data_radius=args.off_data_radius,
         detour_slack=args.detour_slack, stall_distance=args.stall_distance, oracle_noise=args.oracle_noise,
-        stall_check_every=args.stall_check_every, min_up=args.min_up,
+        stall_check_every=args.stall_check_every, min_up=args.min_up, progress_discount=args.progress_discount,
     )  # fmt: skip
     result = evaluate_ogbench(
         policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,
