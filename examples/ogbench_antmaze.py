@@ -119,6 +119,8 @@ def parse_args(argv=None):
     p.add_argument("--progress-discount", type=float, default=1.0,
                    help="weight gamma ** i on the progress of the i-th planned skill (1: the paper's objective, the best "
                         "end over the horizon; < 1 favours plans that progress in the skills executed first)")
+    p.add_argument("--eps-bound", type=float, default=None,
+                   help="planned skills keep their noise within [-B, B] prior standard deviations (None: unbounded)")
     p.add_argument("--stall-distance", type=float, default=0.3,
                    help="stall recovery: an episode whose last skill moved the ant less than this (m) runs its next "
                         "skill from the prior instead of the planned one (0: off), chosen on validation pairs of our own "
@@ -152,6 +154,8 @@ def parse_args(argv=None):
         p.error("--stall-check-every checks for stalls: set --stall-distance > 0 too")
     if args.min_up is not None and not -1 <= args.min_up <= 1:
         p.error(f"--min-up is the z component of the torso's up axis, in [-1, 1], got {args.min_up}")
+    if args.eps_bound is not None and args.eps_bound <= 0:
+        p.error(f"--eps-bound must be > 0, got {args.eps_bound}")
     if not 0 < args.progress_discount <= 1:
         p.error(f"--progress-discount must lie in (0, 1], got {args.progress_discount}")
     if args.off_data_radius is not None and args.off_data_radius < 0:
@@ -240,6 +244,7 @@ def main(argv=None) -> dict:
             eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty,
             off_data_radius=args.off_data_radius, detour_slack=args.detour_slack, stall_distance=args.stall_distance,
             stall_check_every=args.stall_check_every, min_up=args.min_up, progress_discount=args.progress_discount,
+            eps_bound=args.eps_bound,
         )  # fmt: skip
 
         # ---- 5. OGBench's protocol (or validation goals of our own), all episodes side by side

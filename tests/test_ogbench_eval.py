@@ -302,3 +302,25 @@ def test_make_ogbench_policy_wires_the_in_skill_stall_check_and_the_upright_guar
     assert isinstance(make_ogbench_policy("prior", ant, model, min_up=0.5), UprightGuard)
     with pytest.raises(ValueError, match="has no ant"):
         make_ogbench_policy("planner", NAME, SkillModel(4, 2, z_dim=4, hidden_dim=8), candidates=8, elites=2, min_up=0.8)
+
+
+
+def test_make_ogbench_policy_wires_the_progress_discount_and_the_noise_bound():
+    from torchrl.data import Bounded
+    from tensordict import TensorDict
+
+    from torchrl_skills.modules import SkillModel
+
+    torch.manual_seed(0)
+    model = SkillModel(4, 2, z_dim=4, hidden_dim=8)
+    plain = make_ogbench_policy("planner", NAME, model, candidates=8, elites=2).planner
+    assert plain.env.progress_discount == 1.0 and not isinstance(plain.env.action_spec, Bounded)
+    planner = make_ogbench_policy(
+        "planner", NAME, model, candidates=16, elites=4, progress_discount=0.5, eps_bound=0.25
+    ).planner
+    assert planner.env.progress_discount == 0.5 and isinstance(planner.env.action_spec, Bounded)
+    state = torch.zeros(3, 4)
+    td = planner.env.reset(TensorDict({"observation": state, "goal": torch.full((3, 2), 5.0)}, batch_size=[3]))
+    eps = planner(td).get("action")
+    assert eps.shape == (3, 4) and eps.abs().max().item() <= 0.25 + 1e-6  # the plan keeps within the bound
+    assert plain(td.exclude("progress_weight")).get("action").abs().max().item() > 0.25  # unbounded, it does not

@@ -439,6 +439,7 @@ def make_ogbench_policy(
     stall_check_every: int | None = None,
     min_up: float | None = None,
     progress_discount: float = 1.0,
+    eps_bound: float | None = None,
 ):
     """The policies the CLI and the examples evaluate.
 
@@ -481,6 +482,9 @@ def make_ogbench_policy(
         progress_discount (float): ``"planner"`` only: the planned skills' progress is weighted
             ``gamma ** i`` (:class:`~torchrl_skills.envs.SkillModelEnv`); ``1.0``: the paper's
             objective. Defaults to ``1.0``.
+        eps_bound (float, optional): ``"planner"`` only: planned skills keep their noise within
+            ``[-eps_bound, eps_bound]`` prior standard deviations (:class:`~torchrl_skills.envs.SkillModelEnv`).
+            ``None``: unbounded. Defaults to ``None``.
 
     Examples:
         >>> policy = make_ogbench_policy("oracle", "pointmaze-medium-navigate-v0")
@@ -524,7 +528,7 @@ def make_ogbench_policy(
     planner = make_skill_planner(
         model, planning_horizon=horizon, num_candidates=candidates, top_k=elites, optim_steps=iterations,
         cost=cost, eps_penalty=eps_penalty, skill_penalty=skill_penalty, select=select,
-        progress_discount=progress_discount,
+        progress_discount=progress_discount, eps_bound=eps_bound,
     )  # fmt: skip
     policy = SkillMPCPolicy(
         model, planner, replan_every=replan_every, stall_distance=stall_distance or None,
@@ -715,6 +719,8 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     p.add_argument("--progress-discount", type=float, default=1.0,
                    help="weight gamma ** i on the progress of the i-th planned skill (1: the paper's objective, the best "
                         "end over the horizon; < 1 favours plans that progress in the skills executed first)")
+    p.add_argument("--eps-bound", type=float, default=None,
+                   help="planned skills keep their noise within [-B, B] prior standard deviations (None: unbounded)")
     p.add_argument("--oracle-noise", type=float, default=0.0,
                    help="--policy oracle: std of its action noise (the navigate datasets: 0.2) (default: %(default)s)")
     p.add_argument("--stall-distance", type=float, default=0.0,
@@ -773,6 +779,7 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
         eps_penalty=args.eps_penalty, off_data_penalty=args.off_data_penalty, off_data_radius=args.off_data_radius,
         detour_slack=args.detour_slack, stall_distance=args.stall_distance, oracle_noise=args.oracle_noise,
         stall_check_every=args.stall_check_every, min_up=args.min_up, progress_discount=args.progress_discount,
+        eps_bound=args.eps_bound,
     )  # fmt: skip
     result = evaluate_ogbench(
         policy, args.dataset, args.episodes_per_task, num_envs=args.num_envs, seed=args.seed,
