@@ -567,3 +567,25 @@ def test_every_option_has_help_text_and_a_default_shown():
                 continue
             assert action.help, f"{module} {action.option_strings} has no help text"
         assert "(default: " in parser.format_help()
+
+
+def test_atomic_writes_leave_a_concurrent_writers_temporary_file_alone(tmp_path):
+    """Two runs resuming one model (``--tag``) write the same losses.png and JSON side by side: a
+    temporary name shared between writers let one delete the other's file before its rename."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from torchrl_skills.utils import save_figure, write_text_atomic
+
+    others = [tmp_path / ".losses.tmp.png", tmp_path / "validation.json.tmp"]  # the former shared names
+    for other in others:
+        other.write_text("another writer's")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png = save_figure(fig, tmp_path / "losses.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert write_text_atomic(tmp_path / "validation.json", '{"a": 1}').read_text() == '{"a": 1}'
+    assert all(other.read_text() == "another writer's" for other in others)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".losses.tmp.png", "losses.png", "validation.json", "validation.json.tmp"])

@@ -33,7 +33,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs.utils import step_mdp
 
-from torchrl_skills.utils.outputs import save_figure
+from torchrl_skills.utils.outputs import save_figure, write_text_atomic
 
 __all__ = ["OGBenchOraclePolicy", "OGBenchResult", "evaluate_ogbench", "make_ogbench_policy", "validation_tasks"]
 
@@ -227,13 +227,8 @@ class OGBenchResult:
         return cls(report["env"], episodes=report["per_episode"], wall_time_s=report.get("wall_time_s", 0.0))
 
     def save_json(self, path: str | Path, extra: dict | None = None) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         report = {**self.summary(), "per_episode": self.episodes, **(extra or {})}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(report, indent=1, default=str))
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, json.dumps(report, indent=1, default=str))
 
     def plot(self, path: str | Path, title: str | None = None, paths_per_task: int = 3) -> Path:
         """The maze with each task's start and goal, a few executed paths per task (green:

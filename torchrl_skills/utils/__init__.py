@@ -35,7 +35,7 @@ from torchrl_skills.utils.cli import (
     run_cli,
 )
 from torchrl_skills.utils.guards import NonFiniteLossError, check_finite_loss
-from torchrl_skills.utils.outputs import OutputDir, resume_logger, save_figure, truncate_csv_logs
+from torchrl_skills.utils.outputs import OutputDir, resume_logger, save_figure, truncate_csv_logs, write_text_atomic
 from torchrl_skills.utils.signals import GracefulStop, Interrupted, RunStopped, stop_on_signals
 from torchrl_skills.utils.third_party import import_gymnasium_robotics, quiet_third_party_output, quiet_torchrl_logging
 
@@ -73,6 +73,7 @@ __all__ = [
     "run_cli",
     "save_checkpoint",
     "save_figure",
+    "write_text_atomic",
     "seed_everything",
     "set_rng_state",
     "stop_on_signals",

@@ -241,11 +241,38 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    # A temporary name of its own: two runs resuming one model (``--tag``) write the same plot, and a
+    # shared temporary name let one remove the other's file before its rename (FileNotFoundError).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
-        tmp.replace(path)
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None)
+        os.replace(tmp, path)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` to ``path`` through a temporary file of its own, renamed over ``path``.
+
+    A reader never sees a half-written file, and writers of the same path (two evaluations of one
+    model side by side) do not remove each other's temporary file.
+
+    Examples:
+        >>> import tempfile
+        >>> path = write_text_atomic(Path(tempfile.mkdtemp()) / "out" / "result.json", "{}")
+        >>> path.read_text(), sorted(p.name for p in path.parent.iterdir())
+        ('{}', ['result.json'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path
