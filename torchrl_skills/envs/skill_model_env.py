@@ -183,8 +183,8 @@ class SkillTransition(nn.Module):
     ) -> torch.Tensor:
         """Summed reward of the noise sequences ``eps`` ``[..., L, z_dim]`` from ``state`` ``[..., state_dim]``.
 
-        The same value as summing :meth:`forward`'s rewards over the ``L`` steps, computed with
-        the telescoped sum: ``min_cost - min_{i<=L} cost(s_i) - lambda * sum_i mean(eps_i^2)``
+        The same value as summing :meth:`forward`'s rewards over the ``L`` steps, without the
+        tensordicts; with no discount it telescopes to ``min_cost - min_{i<=L} cost(s_i) - lambda * sum_i mean(eps_i^2)``
         (minus ``sum_i skill_penalty(s_{i-1}, s_i)`` when there is one); with a progress
         discount ``gamma < 1``, the decreases of the running minimum weighted ``gamma ** i``
         instead. Per step this runs the prior, the world model's mean, the cost and the skill
@@ -201,19 +201,17 @@ class SkillTransition(nn.Module):
             >>> torch.allclose(step.returns(s, eps, g, m), total, atol=1e-5)
             True
         """
-        start_cost, skill_penalty, progress, weight = min_cost, 0.0, 0.0, 1.0
+        # gamma = 1: the weighted decreases telescope to min_cost - min_i cost(s_i)
+        skill_penalty, progress, weight = 0.0, 0.0, 1.0
         for t in range(eps.shape[-2]):
             next_state = self.next_state(state, eps[..., t, :])
             next_min_cost = self._next_min_cost(next_state, goal, min_cost)
-            if self.progress_discount != 1.0:
-                progress = progress + weight * (min_cost - next_min_cost)
-                weight *= self.progress_discount
+            progress = progress + weight * (min_cost - next_min_cost)
+            weight *= self.progress_discount
             min_cost = next_min_cost
             if self.skill_penalty is not None:
                 skill_penalty = skill_penalty + self.skill_penalty(state, next_state).reshape(min_cost.shape)
             state = next_state
-        if self.progress_discount == 1.0:  # telescoped: the paper's objective
-            progress = start_cost - min_cost
         penalty = eps.pow(2).mean(-1).sum(-1, keepdim=True)
         return progress - self.eps_penalty * penalty - skill_penalty
 

@@ -737,6 +737,10 @@ def main(argv: Sequence[str] | None = None) -> OGBenchResult:
     for name in ("off_data_penalty", "stall_distance", "oracle_noise"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0 (0: off), got {getattr(args, name)}")
+    if not 0 < args.progress_discount <= 1:
+        p.error(f"--progress-discount must lie in (0, 1], got {args.progress_discount}")
+    if args.eps_bound is not None and args.eps_bound <= 0:
+        p.error(f"--eps-bound must be > 0, got {args.eps_bound}")
     outputs = ["results.json", "results.png"]  # what a run writes into --out-dir, and replaces
     if args.merge:
         try:
